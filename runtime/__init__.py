@@ -1,0 +1,1 @@
+"""The worker (``python -m runtime``) and the contract that the scaler and gateway share."""

@@ -1,0 +1,67 @@
+"""``python -m runtime``: the worker, as the Fargate task's entrypoint.
+
+Exits 0 when idle for IDLE_TIMEOUT_SECONDS or after a graceful SIGTERM; exits 2 with one
+line naming the setting when a setting is missing or malformed.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+
+import trio
+
+from runtime.aws.clients import make_client
+from runtime.aws.queue import CommandQueue, QueueError
+from runtime.aws.storage import ProjectStorage
+from runtime.bus.terminal_bus import BusUnavailable, TerminalBus, connect
+from runtime.contract.logs import configure_logging
+from runtime.contract.settings import SettingError, load_environment
+from runtime.worker.settings import WorkerSettings
+from runtime.worker.worker import Worker
+
+logger = logging.getLogger("runtime")
+
+
+async def serve(settings: WorkerSettings) -> None:
+    # Threads: one per concurrent long poll and heartbeat, a few spare.
+    queue = CommandQueue(
+        make_client("sqs", endpoint_url=settings.aws_endpoint_url),
+        settings.sqs_queue_url, limiter=trio.CapacityLimiter(4 + 2 * settings.concurrency),
+    )
+    storage = ProjectStorage(
+        make_client("s3", endpoint_url=settings.aws_endpoint_url),
+        settings.s3_bucket, settings.s3_prefix,
+    )
+    bus = TerminalBus(connect(settings.redis_url), limiter=trio.CapacityLimiter(8))
+    worker = Worker(settings, queue, storage, bus)
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            async def on_signal():
+                async for signum in signals:
+                    logger.info("received %s", signal.Signals(signum).name)
+                    worker.stop()
+
+            nursery.start_soon(on_signal)
+            await worker.run()
+            nursery.cancel_scope.cancel()
+
+
+def main() -> int:
+    configure_logging()
+    try:
+        settings = WorkerSettings.from_env(load_environment())
+    except SettingError as exc:
+        print(f"runtime: bad setting: {exc}", file=sys.stderr)
+        return 2
+    try:
+        trio.run(serve, settings)
+    except (QueueError, BusUnavailable) as exc:
+        logger.error("cannot start: %s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Redis: terminal events out, input in, command records and project leases."""

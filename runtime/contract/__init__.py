@@ -1,0 +1,1 @@
+"""What other programs rely on: message format, event shapes, Redis names, settings."""

@@ -1,0 +1,46 @@
+"""Events a worker publishes on a terminal's output channel and history stream.
+
+Each event is one JSON object with ``type`` and ``commandId``; the ``seq`` is added by
+Redis at publish time (see ``runtime.bus``), so the encoders here leave it out.
+"""
+
+from __future__ import annotations
+
+import json
+
+STARTED, OUTPUT, EXIT, ERROR = "started", "output", "exit", "error"
+
+# Error codes an `error` event carries.
+INVALID_COMMAND = "invalid_command"
+SYNC_FAILED = "sync_failed"
+TIMEOUT = "timeout"
+WORKER_LOST = "worker_lost"
+WORKER_STOPPING = "worker_stopping"
+LEASE_LOST = "lease_lost"
+OUTPUT_DROPPED = "output_dropped"
+SPAWN_FAILED = "spawn_failed"
+
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def started(command_id: str, *, worker_id: str, attempt: int) -> str:
+    return _encode(
+        {"type": STARTED, "commandId": command_id, "workerId": worker_id, "attempt": attempt}
+    )
+
+
+def output(command_id: str, data: str) -> str:
+    return _encode({"type": OUTPUT, "commandId": command_id, "data": data})
+
+
+def exit_(
+    command_id: str, *, exit_code: int | None, signal: str | None, reason: str | None = None
+) -> str:
+    event = {"type": EXIT, "commandId": command_id, "exitCode": exit_code, "signal": signal}
+    if reason is not None:
+        event["reason"] = reason
+    return _encode(event)
+
+
+def error(command_id: str | None, code: str, message: str) -> str:
+    return _encode({"type": ERROR, "commandId": command_id, "code": code, "message": message})

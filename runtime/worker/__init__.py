@@ -1,0 +1,1 @@
+"""The worker: receive commands, run each in its own nursery, shut down gracefully."""

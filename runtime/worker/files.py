@@ -1,0 +1,181 @@
+"""File operations inside one workspace that never follow a symlink.
+
+Every path is walked from the workspace's own directory one segment at a time with
+``O_NOFOLLOW``, so a symlink a command left behind (``node_modules -> /``) can neither
+redirect a download nor leak a file into an upload. These functions block; the
+workspace runs them in worker threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from runtime.policy.sync_plan import LocalStat
+
+TEMP_MARKER = ".cloudide-partial-"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class SkippedFile(Exception):
+    """A file that is not synchronised; the message says why."""
+
+
+@dataclass(frozen=True)
+class ScannedFile:
+    stat: LocalStat
+    inode: tuple[int, int]
+    links: int
+
+
+@contextlib.contextmanager
+def _open_parent(root: str, segments: tuple[str, ...], *, create: bool) -> Iterator[int]:
+    """A directory fd for the parent of ``segments``, walked without following links.
+
+    With ``create``, missing directories are made, and anything else in the way (a
+    symlink, a file) is removed: S3 is the source of truth for what the path must be.
+    """
+    fd = os.open(root, _DIR_FLAGS)
+    try:
+        for segment in segments[:-1]:
+            try:
+                child = os.open(segment, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                os.mkdir(segment, 0o755, dir_fd=fd)
+                child = os.open(segment, _DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENOTDIR) or not create:
+                    raise
+                os.unlink(segment, dir_fd=fd)
+                os.mkdir(segment, 0o755, dir_fd=fd)
+                child = os.open(segment, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def write_file(root: str, segments: tuple[str, ...], fill: Callable[[Callable], str]) -> tuple:
+    """Create or replace a file: ``fill(write)`` streams its contents and returns a tag.
+
+    The data goes to a temporary file in the same directory, renamed over the target
+    only when complete, so a reader never sees half a file and a symlink at the target
+    is replaced, not written through. Returns ``(tag, LocalStat)``.
+    """
+    name = segments[-1]
+    with _open_parent(root, segments, create=True) as parent:
+        temp = f"{TEMP_MARKER}{secrets.token_hex(6)}"
+        fd = os.open(
+            temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o644, dir_fd=parent,
+        )
+        try:
+            with os.fdopen(fd, "wb", closefd=True) as out:
+                tag = fill(out.write)
+            os.replace(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=parent)
+            raise
+        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    return tag, LocalStat(size=st.st_size, mtime_ns=st.st_mtime_ns)
+
+
+def remove_file(root: str, segments: tuple[str, ...]) -> None:
+    """Remove a file (or a symlink, never its target); a missing one is fine."""
+    try:
+        with _open_parent(root, segments, create=False) as parent:
+            os.unlink(segments[-1], dir_fd=parent)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.EISDIR):
+            raise
+
+
+def read_file(root: str, segments: tuple[str, ...], send: Callable, *, max_bytes: int):
+    """Open a regular file without following links and hand it to ``send(fileobj, size)``.
+
+    Returns ``(tag, LocalStat)`` with the stat taken before reading, so a file that
+    changes while it is sent is seen as changed on the next pass.
+    """
+    with _open_parent(root, segments, create=False) as parent:
+        try:
+            # O_NONBLOCK: a FIFO swapped in after the scan must not hang the upload.
+            fd = os.open(
+                segments[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                dir_fd=parent,
+            )
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise SkippedFile("became a symlink") from None
+            raise
+    with os.fdopen(fd, "rb", closefd=True) as fileobj:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise SkippedFile("not a regular file")
+        if st.st_size > max_bytes:
+            raise SkippedFile(f"larger than {max_bytes} bytes")
+        os.set_blocking(fd, True)
+        tag = send(fileobj, st.st_size)
+    return tag, LocalStat(size=st.st_size, mtime_ns=st.st_mtime_ns)
+
+
+def scan(root: str, on_skip: Callable[[str, str], None]) -> dict[str, ScannedFile]:
+    """Every regular file under ``root`` by relative path; nothing else is followed."""
+    found: dict[str, ScannedFile] = {}
+    try:
+        top = os.open(root, _DIR_FLAGS)
+    except FileNotFoundError:
+        return found
+    _scan_dir(top, "", found, on_skip)
+    return found
+
+
+def _scan_dir(fd: int, prefix: str, found: dict, on_skip) -> None:
+    try:
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                relative = prefix + entry.name
+                if entry.name.startswith(TEMP_MARKER):
+                    continue
+                if entry.is_symlink():
+                    on_skip(relative, "symlink")
+                elif entry.is_dir(follow_symlinks=False):
+                    try:
+                        child = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
+                    except OSError as exc:
+                        on_skip(relative, f"directory not readable: {exc.strerror}")
+                        continue
+                    _scan_dir(child, relative + "/", found, on_skip)
+                elif entry.is_file(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    found[relative] = ScannedFile(
+                        stat=LocalStat(size=st.st_size, mtime_ns=st.st_mtime_ns),
+                        inode=(st.st_dev, st.st_ino),
+                        links=st.st_nlink,
+                    )
+                else:
+                    on_skip(relative, "not a regular file")
+    finally:
+        os.close(fd)
+
+
+def prune_empty_dirs(root: str, relative_dir: str) -> None:
+    """Remove ``relative_dir`` and its parents while they are empty (not the root)."""
+    parts = [p for p in relative_dir.split("/") if p]
+    while parts:
+        try:
+            with _open_parent(root, tuple(parts), create=False) as parent:
+                os.rmdir(parts[-1], dir_fd=parent)
+        except OSError:
+            return
+        parts.pop()

@@ -1,0 +1,74 @@
+"""The worker's settings, read once from the environment."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runtime.contract.settings import EnvReader, SettingError
+from runtime.policy.environment import command_environment
+from runtime.policy.visibility import LeasePolicy
+
+# Fargate sends SIGKILL at most 120 s after SIGTERM.
+FARGATE_MAX_STOP_S = 120
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    sqs_queue_url: str
+    s3_bucket: str
+    s3_prefix: str = "projects/"
+    redis_url: str = "redis://localhost:6379/0"
+    workspace_root: Path = Path("/tmp/workspaces")
+    concurrency: int = 1
+    idle_timeout_s: float = 60
+    command_timeout_s: float = 3600
+    lease: LeasePolicy = field(default_factory=LeasePolicy)
+    upload_interval_s: float = 30
+    shutdown_grace_s: float = 20
+    kill_grace_s: float = 3
+    aws_endpoint_url: str | None = None
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    command_env: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> WorkerSettings:
+        env = EnvReader(environ)
+        lease_s = env.number("LEASE_SECONDS", 60, minimum=3, maximum=43200)
+        lease = LeasePolicy(lease_s=lease_s, extend_every_s=lease_s / 3)
+        bucket = env.text("S3_BUCKET")
+        if "/" in bucket:
+            raise SettingError(f"S3_BUCKET must be a bucket name, not a path, got {bucket!r}")
+        prefix = env.text("S3_PREFIX", "projects/")
+        if prefix.startswith("/") or not prefix.endswith("/"):
+            raise SettingError(f"S3_PREFIX must be relative and end with '/', got {prefix!r}")
+        shutdown_grace_s = env.number("SHUTDOWN_GRACE_SECONDS", 20, minimum=0)
+        kill_grace_s = env.number("KILL_GRACE_SECONDS", 3, minimum=0.1, maximum=60)
+        if shutdown_grace_s + kill_grace_s > FARGATE_MAX_STOP_S - 10:
+            raise SettingError(
+                "SHUTDOWN_GRACE_SECONDS plus KILL_GRACE_SECONDS must leave 10 s of the "
+                f"{FARGATE_MAX_STOP_S} s Fargate allows after SIGTERM"
+            )
+        worker_id = env.optional_text("WORKER_ID")
+        return cls(
+            sqs_queue_url=env.url("SQS_QUEUE_URL", ("http", "https")),
+            s3_bucket=bucket,
+            s3_prefix=prefix,
+            redis_url=env.url("REDIS_URL", ("redis", "rediss", "unix"), cls.redis_url),
+            workspace_root=Path(env.text("WORKSPACE_ROOT", "/tmp/workspaces")),
+            concurrency=env.integer("WORKER_CONCURRENCY", 1, minimum=1, maximum=64),
+            idle_timeout_s=env.number("IDLE_TIMEOUT_SECONDS", 60, minimum=0),
+            command_timeout_s=env.number(
+                "COMMAND_TIMEOUT_SECONDS", 3600, minimum=1, maximum=lease.longest_command_s()
+            ),
+            lease=lease,
+            upload_interval_s=env.number("UPLOAD_INTERVAL_SECONDS", 30, minimum=1),
+            shutdown_grace_s=shutdown_grace_s,
+            kill_grace_s=kill_grace_s,
+            aws_endpoint_url=env.optional_text("AWS_ENDPOINT_URL"),
+            command_env=command_environment(environ),
+            **({"worker_id": worker_id} if worker_id else {}),
+        )

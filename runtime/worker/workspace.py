@@ -1,0 +1,221 @@
+"""A project's local copy: brought up to date from S3, and its changes sent back.
+
+The local copy lives at ``<workspace root>/<projectId>/``; its manifest (what was last
+in sync, see ``runtime.policy.sync_plan``) at ``<workspace root>/.manifests/``, where no
+project id can point. Transfers run concurrently in worker threads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from runtime.aws.storage import ProjectStorage, StorageError
+from runtime.policy.paths import UnsafePath, safe_relative_path
+from runtime.policy.sync_plan import ManifestEntry, plan_download, plan_upload
+
+from . import files
+
+logger = logging.getLogger(__name__)
+
+# S3 refuses single objects over 5 TB; larger local files are a user mistake, not data.
+MAX_UPLOAD_BYTES = 5 * 1024 ** 4
+
+
+class SyncFailed(Exception):
+    """Some files could not be transferred; the message says how many and the first why."""
+
+
+@dataclass
+class SyncReport:
+    transferred: int = 0
+    removed: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    duration_s: float = 0.0
+
+    def as_log(self) -> dict:
+        return {
+            "transferred": self.transferred,
+            "removed": self.removed,
+            "skipped": len(self.skipped),
+            "failed": len(self.failed),
+            "durationS": round(self.duration_s, 3),
+        }
+
+
+class Workspace:
+    def __init__(
+        self, root: Path, project_id: str, storage: ProjectStorage, *,
+        limiter: trio.CapacityLimiter,
+    ):
+        self.project_id = project_id
+        self.path = root / project_id
+        self._manifest_path = root / ".manifests" / f"{project_id}.json"
+        self._storage = storage
+        self._limiter = limiter
+        self._lock = trio.Lock()
+
+    def __str__(self) -> str:
+        return f"workspace {self.project_id}"
+
+    async def pull(self) -> SyncReport:
+        """Make the local copy mirror S3, fetching only what changed there."""
+        async with self._lock:
+            return await self._pull()
+
+    async def push(self) -> SyncReport:
+        """Send what changed locally since the last sync; delete keys of removed files."""
+        async with self._lock:
+            return await self._push()
+
+    async def _pull(self) -> SyncReport:
+        started = trio.current_time()
+        report = SyncReport()
+        await trio.to_thread.run_sync(self._prepare_directories)
+        manifest = self._load_manifest()
+        try:
+            remote = await self._run(self._storage.list_etags, self.project_id)
+        except StorageError as exc:
+            raise SyncFailed(str(exc)) from exc
+        safe: dict[str, str] = {}
+        for relative, etag in remote.items():
+            if relative.endswith("/"):
+                continue  # a console-made "folder" marker, not a file
+            try:
+                safe_relative_path(relative)
+            except UnsafePath as exc:
+                report.skipped[relative] = str(exc)
+                continue
+            safe[relative] = etag
+        local = await self._scan(report)
+        plan = plan_download(safe, {p: f.stat for p, f in local.items()}, manifest)
+
+        async def fetch(relative: str) -> None:
+            segments = safe_relative_path(relative)
+            try:
+                etag, stat = await self._run(
+                    files.write_file, str(self.path), segments,
+                    lambda write: self._storage.download(self.project_id, relative, write),
+                )
+            except (StorageError, OSError) as exc:
+                report.failed[relative] = str(exc)
+                return
+            manifest[relative] = ManifestEntry(etag=etag, size=stat.size, mtime_ns=stat.mtime_ns)
+            report.transferred += 1
+
+        async with trio.open_nursery() as nursery:
+            for relative in plan.fetch:
+                nursery.start_soon(fetch, relative)
+        for relative in plan.remove:
+            await self._run(files.remove_file, str(self.path), safe_relative_path(relative))
+            await self._run(files.prune_empty_dirs, str(self.path), os.path.dirname(relative))
+            manifest.pop(relative, None)
+            report.removed += 1
+        for relative in list(manifest):
+            if relative not in safe:
+                del manifest[relative]
+        return await self._finish(manifest, report, started, "pull")
+
+    async def _push(self) -> SyncReport:
+        started = trio.current_time()
+        report = SyncReport()
+        manifest = self._load_manifest()
+        local = await self._scan(report)
+        plan = plan_upload({p: f.stat for p, f in local.items()}, manifest)
+
+        async def put(relative: str) -> None:
+            try:
+                etag, stat = await self._run(
+                    files.read_file, str(self.path), safe_relative_path(relative),
+                    lambda fileobj, size: self._storage.upload(
+                        self.project_id, relative, fileobj, size
+                    ),
+                    max_bytes=MAX_UPLOAD_BYTES,
+                )
+            except files.SkippedFile as exc:
+                report.skipped[relative] = str(exc)
+                return
+            except FileNotFoundError:
+                return  # removed since the scan; the next pass deletes its key
+            except (StorageError, OSError) as exc:
+                report.failed[relative] = str(exc)
+                return
+            manifest[relative] = ManifestEntry(etag=etag, size=stat.size, mtime_ns=stat.mtime_ns)
+            report.transferred += 1
+
+        async with trio.open_nursery() as nursery:
+            for relative in plan.put:
+                nursery.start_soon(put, relative)
+        if plan.delete:
+            try:
+                await self._run(self._storage.delete, self.project_id, plan.delete)
+            except StorageError as exc:
+                report.failed.update({relative: str(exc) for relative in plan.delete})
+            else:
+                for relative in plan.delete:
+                    manifest.pop(relative, None)
+                report.removed += len(plan.delete)
+        return await self._finish(manifest, report, started, "push")
+
+    async def _scan(self, report: SyncReport) -> dict[str, files.ScannedFile]:
+        local = await trio.to_thread.run_sync(
+            files.scan, str(self.path), report.skipped.__setitem__
+        )
+        # A hard link shares its contents with every other name of the file; upload it
+        # only when all those names are inside the workspace.
+        seen = Counter(f.inode for f in local.values())
+        for relative, scanned in list(local.items()):
+            if scanned.links > seen[scanned.inode]:
+                report.skipped[relative] = "hard link to a file outside the workspace"
+                del local[relative]
+        return local
+
+    async def _finish(self, manifest, report, started, direction) -> SyncReport:
+        await trio.to_thread.run_sync(self._save_manifest, manifest)
+        report.duration_s = trio.current_time() - started
+        for relative, reason in report.skipped.items():
+            logger.warning(
+                "%s: %s skipped %s: %s", self, direction, relative, reason,
+                extra={"projectId": self.project_id, "path": relative, "reason": reason},
+            )
+        logger.info("%s: %s done", self, direction,
+                    extra={"projectId": self.project_id, **report.as_log()})
+        if report.failed:
+            relative, reason = next(iter(report.failed.items()))
+            raise SyncFailed(
+                f"{direction} of project {self.project_id}: {len(report.failed)} file(s) "
+                f"failed, first {relative}: {reason}"
+            )
+        return report
+
+    async def _run(self, fn, *args, **kwargs):
+        return await trio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=self._limiter)
+
+    def _prepare_directories(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._manifest_path.parent.mkdir(parents=True, exist_ok=True)
+
+    def _load_manifest(self) -> dict[str, ManifestEntry]:
+        try:
+            raw = json.loads(self._manifest_path.read_text())
+            return {path: ManifestEntry(*entry) for path, entry in raw.items()}
+        except FileNotFoundError:
+            return {}
+        except (ValueError, TypeError):
+            logger.warning("%s: manifest unreadable, syncing everything", self)
+            return {}
+
+    def _save_manifest(self, manifest: dict[str, ManifestEntry]) -> None:
+        self._manifest_path.parent.mkdir(parents=True, exist_ok=True)
+        temp = self._manifest_path.with_suffix(".tmp")
+        temp.write_text(json.dumps(
+            {path: [e.etag, e.size, e.mtime_ns] for path, e in manifest.items()}
+        ))
+        os.replace(temp, self._manifest_path)
