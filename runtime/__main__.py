@@ -12,10 +12,8 @@ import sys
 
 import trio
 
-from runtime.aws.clients import make_client
-from runtime.aws.queue import CommandQueue, QueueError
-from runtime.aws.storage import ProjectStorage
-from runtime.bus.terminal_bus import BusUnavailable, TerminalBus, connect
+from runtime.aws.queue import QueueError
+from runtime.bus.terminal_bus import BusUnavailable
 from runtime.contract.logs import configure_logging
 from runtime.contract.settings import SettingError, load_environment
 from runtime.worker.settings import WorkerSettings
@@ -25,17 +23,7 @@ logger = logging.getLogger("runtime")
 
 
 async def serve(settings: WorkerSettings) -> None:
-    # Threads: one per concurrent long poll and heartbeat, a few spare.
-    queue = CommandQueue(
-        make_client("sqs", endpoint_url=settings.aws_endpoint_url),
-        settings.sqs_queue_url, limiter=trio.CapacityLimiter(4 + 2 * settings.concurrency),
-    )
-    storage = ProjectStorage(
-        make_client("s3", endpoint_url=settings.aws_endpoint_url),
-        settings.s3_bucket, settings.s3_prefix,
-    )
-    bus = TerminalBus(connect(settings.redis_url), limiter=trio.CapacityLimiter(8))
-    worker = Worker(settings, queue, storage, bus)
+    worker = Worker.from_settings(settings)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             async def on_signal():

@@ -25,6 +25,7 @@ class WorkerSettings:
     workspace_root: Path = Path("/tmp/workspaces")
     concurrency: int = 1
     idle_timeout_s: float = 60
+    receive_wait_s: int = 20
     command_timeout_s: float = 3600
     lease: LeasePolicy = field(default_factory=LeasePolicy)
     upload_interval_s: float = 30
@@ -61,6 +62,8 @@ class WorkerSettings:
             workspace_root=Path(env.text("WORKSPACE_ROOT", "/tmp/workspaces")),
             concurrency=env.integer("WORKER_CONCURRENCY", 1, minimum=1, maximum=64),
             idle_timeout_s=env.number("IDLE_TIMEOUT_SECONDS", 60, minimum=0),
+            # Shorter long polls make shutdown quicker at the cost of more requests.
+            receive_wait_s=env.integer("RECEIVE_WAIT_SECONDS", 20, minimum=1, maximum=20),
             command_timeout_s=env.number(
                 "COMMAND_TIMEOUT_SECONDS", 3600, minimum=1, maximum=lease.longest_command_s()
             ),

@@ -15,9 +15,10 @@ import math
 
 import trio
 
-from runtime.aws.queue import MAX_WAIT_S, CommandQueue, QueueError, ReceivedMessage
+from runtime.aws.clients import make_client
+from runtime.aws.queue import CommandQueue, QueueError, ReceivedMessage
 from runtime.aws.storage import ProjectStorage
-from runtime.bus.terminal_bus import BusUnavailable, TerminalBus
+from runtime.bus.terminal_bus import BusUnavailable, TerminalBus, connect
 from runtime.contract import events
 from runtime.contract.messages import InvalidCommand, parse_command
 from runtime.policy.backoff import backoff_delay
@@ -54,6 +55,21 @@ class Worker:
 
     def __str__(self) -> str:
         return f"worker {self.settings.worker_id}"
+
+    @classmethod
+    def from_settings(cls, settings: WorkerSettings) -> Worker:
+        """A worker with real clients: SQS and S3 (or their emulator), and Redis."""
+        queue = CommandQueue(
+            make_client("sqs", endpoint_url=settings.aws_endpoint_url), settings.sqs_queue_url,
+            # One thread per concurrent long poll and heartbeat, and a few spare.
+            limiter=trio.CapacityLimiter(4 + 2 * settings.concurrency),
+        )
+        storage = ProjectStorage(
+            make_client("s3", endpoint_url=settings.aws_endpoint_url, pool_size=TRANSFER_THREADS),
+            settings.s3_bucket, settings.s3_prefix,
+        )
+        bus = TerminalBus(connect(settings.redis_url), limiter=trio.CapacityLimiter(8))
+        return cls(settings, queue, storage, bus)
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         await self._queue.check()
@@ -94,8 +110,9 @@ class Worker:
     async def _receive_loop(self, nursery: trio.Nursery) -> None:
         idle_since = trio.current_time()
         idle_timeout = self.settings.idle_timeout_s
-        wait_s = MAX_WAIT_S if not idle_timeout else max(1, min(MAX_WAIT_S,
-                                                                 math.ceil(idle_timeout)))
+        wait_s = self.settings.receive_wait_s
+        if idle_timeout:
+            wait_s = max(1, min(wait_s, math.ceil(idle_timeout)))
         failures = 0
         while not self._stopping:
             free = self.settings.concurrency - self._handling
