@@ -30,14 +30,17 @@ async def test_seed_message_runs_in_project_folder_and_uploads_changes(
     async with running_worker(aws.worker_env(redis_server.url, tmp_path)):
         events = await wait_for_events(redis_client, "abc123", "term-1", has_exit())
     types = [e["type"] for e in events]
-    assert types[0] == "started" and types[-1] == "exit"
+    assert types[0] == "started"
+    assert types[-1] == "exit"
     assert events[0]["attempt"] == 1
     assert all(e["commandId"] == message_id for e in events)
     seqs = [e["seq"] for e in events]
-    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert seqs == sorted(seqs)
+    assert len(set(seqs)) == len(seqs)
     assert '{"name": "demo"}' in output_text(events)
     assert "done" in output_text(events)
-    assert events[-1]["exitCode"] == 0 and events[-1]["signal"] is None
+    assert events[-1]["exitCode"] == 0
+    assert events[-1]["signal"] is None
     assert aws.files("abc123") == {"package.json": b'{"name": "demo"}', "new.txt": b"made\n"}
     assert aws.queue_counts() == (0, 0)
 
