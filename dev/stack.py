@@ -1,0 +1,131 @@
+"""The system on one machine, with no AWS account and no Docker.
+
+Starts a moto server (SQS, S3, ECS) in-process and a redis-server on free ports,
+creates the command queue with its dead-letter queue and the project bucket, uploads a
+sample project, starts a worker (``python -m runtime``), then reads command lines from
+the keyboard, enqueues each one as the seed's message and prints the terminal's events
+as they stream back through Redis. Ctrl-D or Ctrl-C stops everything it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import boto3
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from runtime.contract import keys  # noqa: E402
+from tests.servers import TEST_CREDENTIALS, MotoServer, RedisServer  # noqa: E402
+
+PROJECT, TERMINAL = "sample", "term-1"
+
+
+def step(text: str, started: float) -> None:
+    print(f"  {text} ({time.monotonic() - started:.1f} s)", flush=True)
+
+
+def create_resources(endpoint: str) -> dict[str, str]:
+    kwargs = {"endpoint_url": endpoint, "region_name": TEST_CREDENTIALS["AWS_REGION"]}
+    sqs, s3 = boto3.client("sqs", **kwargs), boto3.client("s3", **kwargs)
+    dlq = sqs.create_queue(QueueName="commands-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    queue = sqs.create_queue(QueueName="commands", Attributes={
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
+    })["QueueUrl"]
+    s3.create_bucket(Bucket="cloudide-projects")
+    sample = ROOT / "dev" / "sample-project"
+    for path in sample.rglob("*"):
+        if path.is_file():
+            s3.upload_file(str(path), "cloudide-projects",
+                           f"projects/{PROJECT}/{path.relative_to(sample)}")
+    return {"queue": queue, "dlq": dlq, "bucket": "cloudide-projects"}
+
+
+def print_events(client: redis.Redis, done: threading.Event) -> None:
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(keys.output_channel(PROJECT, TERMINAL))
+    while not done.is_set():
+        message = pubsub.get_message(timeout=0.2)
+        if not message:
+            continue
+        event = json.loads(message["data"])
+        if event["type"] == "output":
+            sys.stdout.write(event["data"])
+        elif event["type"] == "exit":
+            print(f"\n[exit {event['exitCode'] if event['signal'] is None else event['signal']}]"
+                  "\n$ ", end="")
+        elif event["type"] == "error":
+            print(f"\n[error {event['code']}: {event['message']}]")
+        sys.stdout.flush()
+    pubsub.close()
+
+
+def main() -> int:
+    started = time.monotonic()
+    os.environ.update(TEST_CREDENTIALS)
+    print("starting the local stack", flush=True)
+    moto = MotoServer().start()
+    step(f"emulated AWS (moto) on {moto.url}", started)
+    redis_server = RedisServer().start()
+    step(f"redis-server on {redis_server.url}", started)
+    resources = create_resources(moto.url)
+    step(f"queue {resources['queue']}, bucket {resources['bucket']}, sample project", started)
+    workspaces = tempfile.mkdtemp(prefix="cloudide-workspaces-")
+    env = {
+        **os.environ, **TEST_CREDENTIALS,
+        "AWS_ENDPOINT_URL": moto.url, "SQS_QUEUE_URL": resources["queue"],
+        "S3_BUCKET": resources["bucket"], "REDIS_URL": redis_server.url,
+        "WORKSPACE_ROOT": workspaces, "IDLE_TIMEOUT_SECONDS": "0", "RECEIVE_WAIT_SECONDS": "2",
+    }
+    log = open(Path(workspaces) / "worker.log", "w")  # noqa: SIM115
+    worker = subprocess.Popen([sys.executable, "-m", "runtime"], env=env, cwd=ROOT,
+                              stdout=log, stderr=subprocess.STDOUT)
+    step(f"worker pid {worker.pid}, log {log.name}", started)
+    sqs = boto3.client("sqs", endpoint_url=moto.url,
+                       region_name=TEST_CREDENTIALS["AWS_REGION"])
+    done = threading.Event()
+    printer = threading.Thread(
+        target=print_events, args=(redis_server.client(), done), daemon=True
+    )
+    printer.start()
+    print(f"\nproject '{PROJECT}', terminal '{TERMINAL}': type a command, Ctrl-D to stop\n$ ",
+          end="", flush=True)
+    try:
+        for line in sys.stdin:
+            if line.strip():
+                sqs.send_message(QueueUrl=resources["queue"], MessageBody=json.dumps(
+                    {"projectId": PROJECT, "terminalId": TERMINAL, "command": line.strip()}
+                ))
+            else:
+                print("$ ", end="", flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("\nstopping", flush=True)
+        done.set()
+        worker.terminate()
+        try:
+            worker.wait(40)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        redis_server.stop()
+        moto.stop()
+        log.close()
+        shutil.rmtree(workspaces, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
