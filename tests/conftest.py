@@ -120,3 +120,11 @@ class AwsResources:
 @pytest.fixture
 def aws(moto_server):
     return AwsResources(moto_server.url)
+
+
+@pytest.fixture
+def redis_client(redis_server):
+    """A client of the session's redis-server, emptied so each test starts clean."""
+    client = redis_server.client()
+    client.flushdb()
+    return client

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.integration.harness import (
     has_exit,
     output_text,
@@ -11,11 +9,6 @@ from tests.integration.harness import (
     wait_for_events,
     wait_until,
 )
-
-
-@pytest.fixture
-def redis_client(redis_server):
-    return redis_server.client()
 
 
 async def test_seed_message_runs_in_project_folder_and_uploads_changes(
