@@ -10,6 +10,8 @@ CHUNK_BYTES = 1024 * 1024
 DELETE_BATCH = 1000
 # Above this a single PUT gets slow to retry; boto3's managed transfer goes multipart.
 MULTIPART_FROM_BYTES = 64 * 1024 * 1024
+# Object metadata holding a file's permission bits (octal), so `chmod +x` survives S3.
+MODE_METADATA = "mode"
 
 
 class StorageError(Exception):
@@ -46,8 +48,8 @@ class ProjectStorage:
             raise _wrap(f"listing s3://{self.bucket}/{prefix}", exc) from exc
         return etags
 
-    def download(self, project_id: str, relative: str, write) -> str:
-        """Stream an object into ``write(chunk)``; return the ETag of what was read."""
+    def download(self, project_id: str, relative: str, write) -> tuple[str, int | None]:
+        """Stream an object into ``write(chunk)``; return its ETag and file mode, if kept."""
         key = self.project_prefix(project_id) + relative
         try:
             response = self._client.get_object(Bucket=self.bucket, Key=key)
@@ -59,15 +61,21 @@ class ProjectStorage:
                 body.close()
         except (ClientError, BotoCoreError) as exc:
             raise _wrap(f"downloading {key}", exc) from exc
-        return response["ETag"]
+        mode = response.get("Metadata", {}).get(MODE_METADATA, "")
+        return response["ETag"], int(mode, 8) if mode.isdigit() else None
 
-    def upload(self, project_id: str, relative: str, fileobj, size: int) -> str:
-        """Put a file's contents; return the new object's ETag."""
+    def upload(self, project_id: str, relative: str, fileobj, size: int, mode: int) -> str:
+        """Put a file's contents, with its mode as metadata; return the new ETag."""
         key = self.project_prefix(project_id) + relative
+        metadata = {MODE_METADATA: f"{mode:o}"}
         try:
             if size < MULTIPART_FROM_BYTES:
-                return self._client.put_object(Bucket=self.bucket, Key=key, Body=fileobj)["ETag"]
-            self._client.upload_fileobj(fileobj, self.bucket, key)
+                return self._client.put_object(
+                    Bucket=self.bucket, Key=key, Body=fileobj, Metadata=metadata
+                )["ETag"]
+            self._client.upload_fileobj(
+                fileobj, self.bucket, key, ExtraArgs={"Metadata": metadata}
+            )
             return self._client.head_object(Bucket=self.bucket, Key=key)["ETag"]
         except (ClientError, BotoCoreError) as exc:
             raise _wrap(f"uploading {key}", exc) from exc

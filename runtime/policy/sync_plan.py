@@ -11,11 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+DEFAULT_MODE = 0o644
+
 
 @dataclass(frozen=True)
 class LocalStat:
     size: int
     mtime_ns: int
+    mode: int = DEFAULT_MODE  # permission bits; `chmod +x` is a change worth syncing
 
 
 @dataclass(frozen=True)
@@ -23,13 +26,19 @@ class ManifestEntry:
     etag: str
     size: int
     mtime_ns: int
+    mode: int = DEFAULT_MODE
 
     def matches(self, local: LocalStat | None) -> bool:
         return (
             local is not None
             and local.size == self.size
             and local.mtime_ns == self.mtime_ns
+            and local.mode == self.mode
         )
+
+    @classmethod
+    def synced(cls, etag: str, local: LocalStat) -> ManifestEntry:
+        return cls(etag=etag, size=local.size, mtime_ns=local.mtime_ns, mode=local.mode)
 
 
 @dataclass

@@ -63,8 +63,13 @@ def _open_parent(root: str, segments: tuple[str, ...], *, create: bool) -> Itera
         os.close(fd)
 
 
-def write_file(root: str, segments: tuple[str, ...], fill: Callable[[Callable], str]) -> tuple:
-    """Create or replace a file: ``fill(write)`` streams its contents and returns a tag.
+# A downloaded file never becomes setuid or writable by others, whatever S3 says.
+ALLOWED_MODE_BITS = 0o755
+
+
+def write_file(root: str, segments: tuple[str, ...], fill: Callable[[Callable], tuple]) -> tuple:
+    """Create or replace a file: ``fill(write)`` streams its contents and returns
+    ``(tag, mode or None)``.
 
     The data goes to a temporary file in the same directory, renamed over the target
     only when complete, so a reader never sees half a file and a symlink at the target
@@ -79,14 +84,20 @@ def write_file(root: str, segments: tuple[str, ...], fill: Callable[[Callable], 
         )
         try:
             with os.fdopen(fd, "wb", closefd=True) as out:
-                tag = fill(out.write)
+                tag, mode = fill(out.write)
+                if mode is not None:
+                    os.fchmod(out.fileno(), mode & ALLOWED_MODE_BITS)
             os.replace(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temp, dir_fd=parent)
             raise
         st = os.stat(name, dir_fd=parent, follow_symlinks=False)
-    return tag, LocalStat(size=st.st_size, mtime_ns=st.st_mtime_ns)
+    return tag, _local_stat(st)
+
+
+def _local_stat(st: os.stat_result) -> LocalStat:
+    return LocalStat(size=st.st_size, mtime_ns=st.st_mtime_ns, mode=stat.S_IMODE(st.st_mode))
 
 
 def remove_file(root: str, segments: tuple[str, ...]) -> None:
@@ -102,7 +113,7 @@ def remove_file(root: str, segments: tuple[str, ...]) -> None:
 
 
 def read_file(root: str, segments: tuple[str, ...], send: Callable, *, max_bytes: int):
-    """Open a regular file without following links and hand it to ``send(fileobj, size)``.
+    """Open a regular file without following links; ``send(fileobj, size, mode)`` sends it.
 
     Returns ``(tag, LocalStat)`` with the stat taken before reading, so a file that
     changes while it is sent is seen as changed on the next pass.
@@ -125,8 +136,8 @@ def read_file(root: str, segments: tuple[str, ...], send: Callable, *, max_bytes
         if st.st_size > max_bytes:
             raise SkippedFile(f"larger than {max_bytes} bytes")
         os.set_blocking(fd, True)
-        tag = send(fileobj, st.st_size)
-    return tag, LocalStat(size=st.st_size, mtime_ns=st.st_mtime_ns)
+        tag = send(fileobj, st.st_size, stat.S_IMODE(st.st_mode))
+    return tag, _local_stat(st)
 
 
 def scan(root: str, on_skip: Callable[[str, str], None]) -> dict[str, ScannedFile]:
@@ -159,7 +170,7 @@ def _scan_dir(fd: int, prefix: str, found: dict, on_skip) -> None:
                 elif entry.is_file(follow_symlinks=False):
                     st = entry.stat(follow_symlinks=False)
                     found[relative] = ScannedFile(
-                        stat=LocalStat(size=st.st_size, mtime_ns=st.st_mtime_ns),
+                        stat=_local_stat(st),
                         inode=(st.st_dev, st.st_ino),
                         links=st.st_nlink,
                     )

@@ -79,7 +79,7 @@ class Workspace:
         started = trio.current_time()
         report = SyncReport()
         await trio.to_thread.run_sync(self._prepare_directories)
-        manifest = self._load_manifest()
+        manifest = await trio.to_thread.run_sync(self._load_manifest)
         try:
             remote = await self._run(self._storage.list_etags, self.project_id)
         except StorageError as exc:
@@ -107,7 +107,7 @@ class Workspace:
             except (StorageError, OSError) as exc:
                 report.failed[relative] = str(exc)
                 return
-            manifest[relative] = ManifestEntry(etag=etag, size=stat.size, mtime_ns=stat.mtime_ns)
+            manifest[relative] = ManifestEntry.synced(etag, stat)
             report.transferred += 1
 
         async with trio.open_nursery() as nursery:
@@ -126,7 +126,7 @@ class Workspace:
     async def _push(self) -> SyncReport:
         started = trio.current_time()
         report = SyncReport()
-        manifest = self._load_manifest()
+        manifest = await trio.to_thread.run_sync(self._load_manifest)
         local = await self._scan(report)
         plan = plan_upload({p: f.stat for p, f in local.items()}, manifest)
 
@@ -134,8 +134,8 @@ class Workspace:
             try:
                 etag, stat = await self._run(
                     files.read_file, str(self.path), safe_relative_path(relative),
-                    lambda fileobj, size: self._storage.upload(
-                        self.project_id, relative, fileobj, size
+                    lambda fileobj, size, mode: self._storage.upload(
+                        self.project_id, relative, fileobj, size, mode
                     ),
                     max_bytes=MAX_UPLOAD_BYTES,
                 )
@@ -147,7 +147,7 @@ class Workspace:
             except (StorageError, OSError) as exc:
                 report.failed[relative] = str(exc)
                 return
-            manifest[relative] = ManifestEntry(etag=etag, size=stat.size, mtime_ns=stat.mtime_ns)
+            manifest[relative] = ManifestEntry.synced(etag, stat)
             report.transferred += 1
 
         async with trio.open_nursery() as nursery:
@@ -180,10 +180,12 @@ class Workspace:
     async def _finish(self, manifest, report, started, direction) -> SyncReport:
         await trio.to_thread.run_sync(self._save_manifest, manifest)
         report.duration_s = trio.current_time() - started
-        for relative, reason in report.skipped.items():
-            logger.warning(
-                "%s: %s skipped %s: %s", self, direction, relative, reason,
-                extra={"projectId": self.project_id, "path": relative, "reason": reason},
+        if report.skipped:
+            # One line, not one per file: node_modules alone holds hundreds of symlinks.
+            examples = dict(list(report.skipped.items())[:5])
+            logger.info(
+                "%s: %s skipped %d path(s), e.g. %s", self, direction, len(report.skipped),
+                examples, extra={"projectId": self.project_id, "skipped": examples},
             )
         logger.info("%s: %s done", self, direction,
                     extra={"projectId": self.project_id, **report.as_log()})
@@ -216,6 +218,6 @@ class Workspace:
         self._manifest_path.parent.mkdir(parents=True, exist_ok=True)
         temp = self._manifest_path.with_suffix(".tmp")
         temp.write_text(json.dumps(
-            {path: [e.etag, e.size, e.mtime_ns] for path, e in manifest.items()}
+            {path: [e.etag, e.size, e.mtime_ns, e.mode] for path, e in manifest.items()}
         ))
         os.replace(temp, self._manifest_path)

@@ -80,3 +80,20 @@ async def test_queue_left_empty_after_many_commands(aws, redis_server, redis_cli
             events = await wait_for_events(redis_client, f"proj{n}", "t", has_exit())
             assert output_text(events).strip() == str(n)
         await wait_until(lambda: aws.queue_counts() == (0, 0))
+
+
+async def test_executable_bit_survives_the_round_trip_through_s3(
+    aws, redis_server, redis_client, tmp_path
+):
+    aws.send({"projectId": "modes", "terminalId": "t", "commandId": "c1",
+              "command": "printf '#!/bin/sh\\necho ran\\n' > run.sh && chmod +x run.sh"})
+    async with running_worker(aws.worker_env(redis_server.url, tmp_path / "first")):
+        await wait_for_events(redis_client, "modes", "t", has_exit("c1"))
+    head = aws.s3.head_object(Bucket=aws.bucket, Key="projects/modes/run.sh")
+    assert head["Metadata"]["mode"] == "755"
+    # A cold worker elsewhere brings the file down executable.
+    aws.send({"projectId": "modes", "terminalId": "t", "commandId": "c2", "command": "./run.sh"})
+    async with running_worker(aws.worker_env(redis_server.url, tmp_path / "second")):
+        events = await wait_for_events(redis_client, "modes", "t", has_exit("c2"))
+    assert events[-1]["exitCode"] == 0
+    assert output_text(events, "c2").strip() == "ran"
