@@ -1,0 +1,1 @@
+"""python -m gateway: the websocket server and the web terminal page."""

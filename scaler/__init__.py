@@ -1,0 +1,1 @@
+"""python -m scaler: queue depth -> worker tasks (ECS Fargate, or local processes)."""
