@@ -24,6 +24,13 @@ HISTORY_TTL_S = 24 * 60 * 60
 COMMAND_RECORD_TTL_S = 7 * 24 * 60 * 60
 
 _PUBLISH = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  -- The counter is gone but the history may not be: continue after its last entry.
+  local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+  if last[1] then
+    redis.call('SET', KEYS[1], string.match(last[1][1], '^(%d+)'))
+  end
+end
 local seq
 for i = 4, #ARGV do
   seq = redis.call('INCR', KEYS[1])

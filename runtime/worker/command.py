@@ -167,7 +167,9 @@ class CommandRun:
         """The project is busy elsewhere: come back later, without burning a receive."""
         deferrals = self.message.deferrals + 1
         delay = deferral_delay_s(deferrals)
-        with trio.CancelScope(shield=True):
+        # Copy first, then delete: a crash in between leaves a duplicate, which is harmless
+        # (the commandId is pinned in the copy), never a lost command.
+        with trio.move_on_after(CLEANUP_S, shield=True):
             await self._queue.send(
                 self.command.to_body(), delay_s=delay, attributes={"deferrals": deferrals}
             )
@@ -192,7 +194,7 @@ class CommandRun:
             return
         if record.exited:
             # A worker published the exit but died before deleting the message.
-            with trio.CancelScope(shield=True):
+            with trio.move_on_after(CLEANUP_S, shield=True):
                 await self._queue.delete(self.message)
             self.outcome = "duplicate"
             return

@@ -197,7 +197,7 @@ class Worker:
                 )])
             except BusUnavailable as bus_exc:
                 logger.warning("%s: could not tell the terminal: %s", self, bus_exc)
-        with trio.CancelScope(shield=True):
+        with trio.move_on_after(CLEANUP_S, shield=True):
             moved = await self._queue.dead_letter(message, exc.reason)
             if not moved:
                 logger.error(

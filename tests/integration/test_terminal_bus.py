@@ -1,0 +1,81 @@
+"""The Redis adapter against a real redis-server: seq, history, records, leases."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import trio
+
+from runtime.bus.terminal_bus import BusUnavailable, TerminalBus, connect
+from runtime.contract import events, keys
+from tests.integration.harness import history
+
+
+@pytest.fixture
+def bus(redis_server, redis_client):
+    return TerminalBus(connect(redis_server.url), limiter=trio.CapacityLimiter(4))
+
+
+async def test_live_events_and_history_carry_the_same_growing_seq(bus, redis_client):
+    pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(keys.output_channel("p", "t"))
+    await bus.publish("p", "t", [events.started("c1", worker_id="w", attempt=1)])
+    await bus.publish("p", "t", [events.output("c1", "a"), events.output("c1", "ü")])
+    live = []
+    while len(live) < 3:
+        message = await trio.to_thread.run_sync(pubsub.get_message, True, 1.0)
+        if message:
+            live.append(json.loads(message["data"]))
+    assert [e["seq"] for e in live] == [1, 2, 3]
+    assert history(redis_client, "p", "t") == live
+    assert live[2] == {"seq": 3, "type": "output", "commandId": "c1", "data": "ü"}
+    stream_ids = [entry_id for entry_id, _ in redis_client.xrange(keys.history_stream("p", "t"))]
+    assert stream_ids == [b"1-0", b"2-0", b"3-0"]
+
+
+async def test_seq_continues_after_the_counter_is_lost(bus, redis_client):
+    await bus.publish("p", "t", [events.output("c1", "x")] * 5)
+    redis_client.delete(keys.sequence_counter("p", "t"))
+    last = await bus.publish("p", "t", [events.output("c1", "y")])
+    assert last == 6
+    assert [e["seq"] for e in history(redis_client, "p", "t")] == [1, 2, 3, 4, 5, 6]
+
+
+async def test_attempts_are_counted_until_the_exit_is_published(bus):
+    first = await bus.begin_attempt("p", "c1")
+    second = await bus.begin_attempt("p", "c1")
+    assert (first.attempt, second.attempt) == (1, 2)
+    assert not second.exited
+    await bus.publish_exit("p", "t", "c1", [events.exit_("c1", exit_code=0, signal=None)])
+    after = await bus.begin_attempt("p", "c1")
+    assert after.exited
+    assert after.attempt == 2
+
+
+async def test_released_flag_is_seen_once_by_the_next_attempt(bus):
+    await bus.begin_attempt("p", "c1")
+    await bus.mark_released("p", "c1")
+    again = await bus.begin_attempt("p", "c1")
+    assert again.released
+    assert not (await bus.begin_attempt("p", "c1")).released
+
+
+async def test_project_lease_belongs_to_its_holder(bus, redis_client):
+    assert await bus.acquire_project("p", "me", 30)
+    assert not await bus.acquire_project("p", "other", 30)
+    assert not await bus.renew_project("p", "other", 30)
+    await bus.release_project("p", "other")
+    assert redis_client.get(keys.project_lease("p")) == b"me"
+    assert await bus.renew_project("p", "me", 30)
+    await bus.release_project("p", "me")
+    assert await bus.acquire_project("p", "other", 30)
+
+
+async def test_unreachable_redis_raises_bus_unavailable():
+    from tests.servers import free_port
+
+    bus = TerminalBus(connect(f"redis://127.0.0.1:{free_port()}/0"),
+                      limiter=trio.CapacityLimiter(1))
+    with pytest.raises(BusUnavailable):
+        await bus.ping()
