@@ -24,6 +24,7 @@ logger = logging.getLogger("runtime")
 
 async def serve(settings: WorkerSettings) -> None:
     worker = Worker.from_settings(settings)
+    await worker.preflight()
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             async def on_signal():

@@ -71,9 +71,12 @@ class Worker:
         bus = TerminalBus(connect(settings.redis_url), limiter=trio.CapacityLimiter(8))
         return cls(settings, queue, storage, bus)
 
-    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def preflight(self) -> None:
+        """Fail at start, naming what is unreachable, rather than at the first command."""
         await self._queue.check()
         await self._bus.ping()
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         logger.info("%s: serving %s", self, self._queue, extra={
             "workerId": self.settings.worker_id, "concurrency": self.settings.concurrency,
         })

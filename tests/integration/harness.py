@@ -49,6 +49,7 @@ def output_text(events: list[dict], command_id: str | None = None) -> str:
 async def running_worker(env: dict):
     """A worker serving in the background for the duration of the block."""
     worker = Worker.from_settings(WorkerSettings.from_env(env))
+    await worker.preflight()
     async with trio.open_nursery() as nursery:
         await nursery.start(worker.run)
         try:
