@@ -105,7 +105,11 @@ def parse_command(body: str, message_id: str) -> CommandMessage:
     if timeout is not None:
         if isinstance(timeout, bool) or not isinstance(timeout, int | float):
             raise invalid("timeoutSeconds must be a number")
-        if not timeout > 0 or timeout == float("inf"):
+        try:
+            timeout = float(timeout)
+        except OverflowError:
+            raise invalid("timeoutSeconds is too large") from None
+        if not 0 < timeout < float("inf"):
             raise invalid("timeoutSeconds must be a positive finite number")
 
     return CommandMessage(
@@ -115,7 +119,7 @@ def parse_command(body: str, message_id: str) -> CommandMessage:
         command_id=command_id,
         cols=cols,
         rows=rows,
-        timeout_s=float(timeout) if timeout is not None else None,
+        timeout_s=timeout,
     )
 
 

@@ -61,7 +61,7 @@ class EnvReader:
         if raw is None:
             if default is None:
                 raise SettingError(f"{name} is required but not set")
-            return default
+            return _in_range(name, default, minimum, maximum)
         try:
             value = int(raw)
         except ValueError:
@@ -76,7 +76,7 @@ class EnvReader:
         if raw is None:
             if default is None:
                 raise SettingError(f"{name} is required but not set")
-            return default
+            return _in_range(name, default, minimum, maximum)
         try:
             value = float(raw)
         except ValueError:

@@ -11,7 +11,8 @@ def backoff_delay(
     rand: Callable[[], float] = random.random,
 ) -> float:
     """Delay before retry number ``attempt`` (1 for the first retry)."""
-    ceiling = min(cap_s, base_s * 2 ** max(0, attempt - 1))
+    # The exponent is bounded so that endless outages cannot overflow the float.
+    ceiling = min(cap_s, base_s * 2.0 ** min(max(0, attempt - 1), 64))
     return ceiling * rand()
 
 

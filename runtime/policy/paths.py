@@ -22,7 +22,11 @@ def safe_relative_path(relative: str) -> tuple[str, ...]:
         raise UnsafePath("path contains NUL")
     if relative.startswith("/"):
         raise UnsafePath("absolute path")
-    if len(relative.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
+    try:
+        encoded_length = len(relative.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise UnsafePath("path is not valid UTF-8") from None
+    if encoded_length > MAX_PATH_BYTES:
         raise UnsafePath("path too long")
     segments = tuple(relative.split("/"))
     for segment in segments:
@@ -30,6 +34,6 @@ def safe_relative_path(relative: str) -> tuple[str, ...]:
             raise UnsafePath("empty path segment")
         if segment in (".", ".."):
             raise UnsafePath(f"{segment!r} segment")
-        if len(segment.encode("utf-8", "surrogateescape")) > MAX_SEGMENT_BYTES:
+        if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
             raise UnsafePath("path segment too long")
     return segments

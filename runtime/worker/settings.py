@@ -38,7 +38,8 @@ class WorkerSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> WorkerSettings:
         env = EnvReader(environ)
-        lease_s = env.number("LEASE_SECONDS", 60, minimum=3, maximum=43200)
+        # A lease is how late a dead worker's command comes back: minutes, not hours.
+        lease_s = env.number("LEASE_SECONDS", 60, minimum=3, maximum=900)
         lease = LeasePolicy(lease_s=lease_s, extend_every_s=lease_s / 3)
         bucket = env.text("S3_BUCKET")
         if "/" in bucket:
