@@ -43,24 +43,31 @@ def _open_parent(root: str, segments: tuple[str, ...], *, create: bool) -> Itera
     fd = os.open(root, _DIR_FLAGS)
     try:
         for segment in segments[:-1]:
-            try:
-                child = os.open(segment, _DIR_FLAGS, dir_fd=fd)
-            except FileNotFoundError:
-                if not create:
-                    raise
-                os.mkdir(segment, 0o755, dir_fd=fd)
-                child = os.open(segment, _DIR_FLAGS, dir_fd=fd)
-            except OSError as exc:
-                if exc.errno not in (errno.ELOOP, errno.ENOTDIR) or not create:
-                    raise
-                os.unlink(segment, dir_fd=fd)
-                os.mkdir(segment, 0o755, dir_fd=fd)
-                child = os.open(segment, _DIR_FLAGS, dir_fd=fd)
+            child = _open_dir(fd, segment, create=create)
             os.close(fd)
             fd = child
         yield fd
     finally:
         os.close(fd)
+
+
+def _open_dir(parent: int, name: str, *, create: bool) -> int:
+    # Downloads run in parallel threads, so another one may be making the same directory
+    # (or replacing the same symlink) right now: each step tolerates having been beaten.
+    for _ in range(8):
+        try:
+            return os.open(name, _DIR_FLAGS, dir_fd=parent)
+        except FileNotFoundError:
+            if not create:
+                raise
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, 0o755, dir_fd=parent)
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENOTDIR) or not create:
+                raise
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                os.unlink(name, dir_fd=parent)
+    raise OSError(errno.EAGAIN, f"directory {name!r} kept changing while being made")
 
 
 # A downloaded file never becomes setuid or writable by others, whatever S3 says.

@@ -86,7 +86,7 @@ class Workspace:
             raise SyncFailed(str(exc)) from exc
         safe: dict[str, str] = {}
         for relative, etag in remote.items():
-            if relative.endswith("/"):
+            if not relative or relative.endswith("/"):
                 continue  # a console-made "folder" marker, not a file
             try:
                 safe_relative_path(relative)
