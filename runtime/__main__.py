@@ -29,7 +29,8 @@ async def serve(settings: WorkerSettings) -> None:
         async with trio.open_nursery() as nursery:
             async def on_signal():
                 async for signum in signals:
-                    logger.info("received %s", signal.Signals(signum).name)
+                    logger.info("received %s", signal.Signals(signum).name,
+                                extra={"workerId": settings.worker_id})
                     worker.stop()
 
             nursery.start_soon(on_signal)

@@ -130,7 +130,7 @@ class CommandQueue:
         await self._call("delete_message", QueueUrl=self.url, ReceiptHandle=message.receipt_handle)
 
     async def send(self, body: str, *, delay_s: int = 0, attributes: dict | None = None,
-                   group_id: str | None = None) -> str:
+                   group_id: str | None = None, deduplication_id: str | None = None) -> str:
         kwargs = {"QueueUrl": self.url, "MessageBody": body}
         if attributes:
             kwargs["MessageAttributes"] = {
@@ -139,6 +139,8 @@ class CommandQueue:
             }
         if self.fifo:
             kwargs["MessageGroupId"] = group_id or "default"
+            if deduplication_id:
+                kwargs["MessageDeduplicationId"] = deduplication_id
         elif delay_s:
             kwargs["DelaySeconds"] = delay_s
         response = await self._call("send_message", **kwargs)

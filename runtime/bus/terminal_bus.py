@@ -19,7 +19,8 @@ from runtime.contract import keys
 
 logger = logging.getLogger(__name__)
 
-HISTORY_MAX_EVENTS = 10_000
+# Enough to repaint a terminal after a reconnect; output events hold up to 32 KiB each.
+HISTORY_MAX_EVENTS = 2_000
 HISTORY_TTL_S = 24 * 60 * 60
 COMMAND_RECORD_TTL_S = 7 * 24 * 60 * 60
 

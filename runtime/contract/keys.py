@@ -31,3 +31,8 @@ def command_record(project_id: str, command_id: str) -> str:
 def project_lease(project_id: str) -> str:
     """Held while a command of the project runs, so two never run at once."""
     return f"project:{project_id}:lease"
+
+
+def used_token(token_id: str) -> str:
+    """Marks a gateway token (its ``jti``) as used until it expires."""
+    return f"gateway:token:{token_id}"

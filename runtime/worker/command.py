@@ -113,7 +113,9 @@ class CommandRun:
             self._log(logging.ERROR, "lease lost; stopped without upload or delete",
                       reason=self.lease_lost)
         self._log(
-            logging.INFO if self.outcome in ("finished", "duplicate") else logging.WARNING,
+            # Handing a command back or deferring it is routine; the rest needs a look.
+            logging.INFO if self.outcome in ("finished", "duplicate", "deferred", "released")
+            else logging.WARNING,
             self.outcome, outcome=self.outcome,
             durationS=round(trio.current_time() - started, 3),
         )
