@@ -53,6 +53,10 @@ class Subscriber:
         self.reconnects = 0
 
     @property
+    def connected(self) -> bool:
+        return self._stream is not None
+
+    @property
     def channels(self) -> frozenset[str]:
         return frozenset(self._channels)
 

@@ -63,3 +63,37 @@ async def wait_until(condition, limit_s: float = WAIT_LIMIT_S, interval_s: float
     with trio.fail_after(limit_s):
         while not await trio.to_thread.run_sync(condition):
             await trio.sleep(interval_s)
+
+
+GATEWAY_SECRET = "test-secret-that-is-long-enough-for-hs256!"
+GATEWAY_ORIGIN = "http://ide.test"
+
+
+def gateway_env(aws, redis_url: str, **overrides) -> dict[str, str]:
+    env = {
+        "AWS_ENDPOINT_URL": aws.endpoint,
+        "SQS_QUEUE_URL": aws.queue_url,
+        "REDIS_URL": redis_url,
+        "GATEWAY_HOST": "127.0.0.1",
+        "GATEWAY_PORT": "0",
+        "GATEWAY_SECRET": GATEWAY_SECRET,
+        "GATEWAY_ALLOWED_ORIGINS": GATEWAY_ORIGIN,
+    }
+    env.update({k: str(v) for k, v in overrides.items()})
+    return env
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(env: dict):
+    """A gateway serving on a free port for the duration of the block."""
+    from gateway.server import GatewayServer
+    from gateway.settings import GatewaySettings
+
+    server = GatewayServer.from_settings(GatewaySettings.from_env(env))
+    await server.preflight()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        try:
+            yield server
+        finally:
+            nursery.cancel_scope.cancel()

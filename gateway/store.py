@@ -1,0 +1,51 @@
+"""The gateway's Redis calls that are not the live subscription (redis-py, in threads)."""
+
+from __future__ import annotations
+
+import json
+
+import redis
+import trio
+
+from runtime.bus.terminal_bus import BusUnavailable, connect
+from runtime.contract import keys
+
+HISTORY_PAGE = 500
+
+
+class GatewayStore:
+    def __init__(self, url: str, *, limiter: trio.CapacityLimiter | None = None):
+        self._redis = connect(url)
+        self._limiter = limiter or trio.CapacityLimiter(16)
+
+    async def _call(self, fn, *args, **kwargs):
+        try:
+            return await trio.to_thread.run_sync(
+                lambda: fn(*args, **kwargs), limiter=self._limiter
+            )
+        except redis.RedisError as exc:
+            raise BusUnavailable(f"redis: {exc}") from exc
+
+    async def ping(self) -> None:
+        await self._call(self._redis.ping)
+
+    async def claim_token(self, token_id: str, expires_at: int) -> bool:
+        """True the first time a token is used; False for every later use."""
+        return bool(await self._call(
+            self._redis.set, keys.used_token(token_id), 1, nx=True, exat=expires_at
+        ))
+
+    async def send_input(self, project_id: str, terminal_id: str, message: dict) -> None:
+        await self._call(
+            self._redis.publish, keys.input_channel(project_id, terminal_id), json.dumps(message)
+        )
+
+    async def history_page(self, project_id: str, terminal_id: str, after: int,
+                           count: int = HISTORY_PAGE) -> list[tuple[int, str]]:
+        """Up to ``count`` kept events with a seq above ``after``, oldest first."""
+        page = await self._call(
+            self._redis.xrange, keys.history_stream(project_id, terminal_id),
+            f"{after + 1}-0", "+", count=count,
+        )
+        return [(int(entry_id.split(b"-")[0]), fields[b"event"].decode())
+                for entry_id, fields in page]

@@ -1,0 +1,298 @@
+"""The gateway with real trio-websocket clients, redis-server, moto and a real worker."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import jwt
+import pytest
+import trio
+from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
+
+from gateway.tokens import mint_token
+from runtime.bus.terminal_bus import TerminalBus, connect
+from runtime.contract import events, keys
+from tests.integration.harness import (
+    GATEWAY_ORIGIN,
+    GATEWAY_SECRET,
+    gateway_env,
+    running_gateway,
+    running_worker,
+)
+
+ORIGIN = [(b"Origin", GATEWAY_ORIGIN.encode())]
+
+
+def token(project="p1", terminal="t1", ttl=300, **claims):
+    minted = mint_token(GATEWAY_SECRET, project_id=project, terminal_id=terminal, ttl_s=ttl,
+                        now=time.time())
+    if claims:
+        payload = jwt.decode(minted, GATEWAY_SECRET, algorithms=["HS256"])
+        payload.update(claims)
+        minted = jwt.encode(payload, GATEWAY_SECRET, algorithm="HS256")
+    return minted
+
+
+def url(server, project="p1", terminal="t1", tok=None):
+    query = "" if tok is False else f"?token={tok or token(project, terminal)}"
+    return f"ws://127.0.0.1:{server.port}/terminals/{project}/{terminal}{query}"
+
+
+async def receive_json(ws, limit_s=30):
+    with trio.fail_after(limit_s):
+        return json.loads(await ws.get_message())
+
+
+async def receive_until(ws, predicate, limit_s=60):
+    seen = []
+    with trio.fail_after(limit_s):
+        while True:
+            frame = json.loads(await ws.get_message())
+            seen.append(frame)
+            if predicate(frame):
+                return seen
+
+
+async def read_until_closed(ws, limit_s=30):
+    frames = []
+    with trio.fail_after(limit_s):
+        try:
+            while True:
+                frames.append(json.loads(await ws.get_message()))
+        except ConnectionClosed as closed:
+            return frames, closed.reason.code
+
+
+async def http_get(port, path):
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    data = b""
+    while chunk := await stream.receive_some(65536):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+@pytest.fixture
+async def gateway(aws, redis_server, redis_client):
+    async with running_gateway(gateway_env(aws, redis_server.url)) as server:
+        yield server
+
+
+async def test_healthz_page_and_unknown_paths(gateway):
+    status, body = await http_get(gateway.port, "/healthz")
+    assert status == 200
+    assert json.loads(body)["ok"] is True
+    status, body = await http_get(gateway.port, "/")
+    assert status == 200
+    assert b"<html" in body.lower() or b"<!doctype html" in body.lower()
+    assert (await http_get(gateway.port, "/../../etc/passwd"))[0] == 404
+    assert (await http_get(gateway.port, "/dev/token?project=p&terminal=t"))[0] == 404
+
+
+def forged(alg_none=False, secret="another-secret-another-secret-another!!", **claims):
+    payload = {"sub": "u", "project": "p1", "terminal": "t1", "exp": int(time.time()) + 60,
+               "jti": "forged", **claims}
+    if alg_none:
+        return jwt.encode(payload, None, algorithm="none")
+    return jwt.encode(payload, secret, algorithm="HS256")
+
+
+@pytest.mark.parametrize(("case", "make_url", "headers"), [
+    ("missing token", lambda s: url(s, tok=False), ORIGIN),
+    ("malformed token", lambda s: url(s, tok="not.a.jwt"), ORIGIN),
+    ("expired token", lambda s: url(s, tok=token(ttl=-5)), ORIGIN),
+    ("wrong signature", lambda s: url(s, tok=forged()), ORIGIN),
+    ("alg none", lambda s: url(s, tok=forged(alg_none=True)), ORIGIN),
+    ("altered claims", lambda s: url(s, tok=token()[:-3] + "AAA"), ORIGIN),
+    ("other project", lambda s: url(s, tok=token(project="p2")), ORIGIN),
+    ("other terminal", lambda s: url(s, tok=token(terminal="t2")), ORIGIN),
+    ("foreign origin", lambda s: url(s), [(b"Origin", b"http://evil.test")]),
+    ("no origin", lambda s: url(s), []),
+])
+async def test_handshake_refused_with_403_before_upgrade(gateway, case, make_url, headers):
+    with pytest.raises(ConnectionRejected) as rejected:
+        async with open_websocket_url(make_url(gateway), extra_headers=headers):
+            pass
+    assert rejected.value.status_code == 403, case
+
+
+async def test_token_is_accepted_once(gateway):
+    once = token()
+    async with open_websocket_url(url(gateway, tok=once), extra_headers=ORIGIN):
+        pass
+    with pytest.raises(ConnectionRejected) as rejected:
+        async with open_websocket_url(url(gateway, tok=once), extra_headers=ORIGIN):
+            pass
+    assert rejected.value.status_code == 403
+    assert b"already used" in rejected.value.body
+
+
+async def test_command_round_trip_with_a_real_worker(aws, redis_server, gateway, tmp_path):
+    aws.put_file("p1", "hello.txt", b"hi there")
+    async with (
+        running_worker(aws.worker_env(redis_server.url, tmp_path)),
+        open_websocket_url(url(gateway), extra_headers=ORIGIN) as ws,
+    ):
+        await ws.send_message(json.dumps({"type": "resize", "cols": 100, "rows": 30}))
+        await ws.send_message(json.dumps({"type": "command",
+                                          "command": "cat hello.txt; stty size"}))
+        queued = await receive_json(ws)
+        assert queued["type"] == "queued"
+        frames = await receive_until(ws, lambda f: f["type"] == "exit")
+    assert frames[0]["type"] == "started"
+    assert {f["commandId"] for f in frames} == {queued["commandId"]}
+    text = "".join(f["data"] for f in frames if f["type"] == "output")
+    assert "hi there" in text
+    assert "30 100" in text
+    assert frames[-1]["exitCode"] == 0
+    seqs = [f["seq"] for f in frames]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+
+
+async def test_input_frames_reach_the_terminals_input_channel(redis_client, gateway):
+    pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(keys.input_channel("p1", "t1"))
+    async with open_websocket_url(url(gateway), extra_headers=ORIGIN) as ws:
+        await ws.send_message(json.dumps({"type": "stdin", "data": "abc\r"}))
+        await ws.send_message(json.dumps({"type": "resize", "cols": 10**6, "rows": 0}))
+        await ws.send_message(json.dumps({"type": "signal", "name": "SIGINT"}))
+        received = []
+        with trio.fail_after(10):
+            while len(received) < 3:
+                message = await trio.to_thread.run_sync(pubsub.get_message, True, 0.5)
+                if message:
+                    received.append(json.loads(message["data"]))
+    assert received == [
+        {"type": "stdin", "data": "abc\r"},
+        {"type": "resize", "cols": 1000, "rows": 1},  # clamped
+        {"type": "signal", "name": "SIGINT"},
+    ]
+
+
+@pytest.mark.parametrize(("frame", "code"), [
+    ("not json", "bad_frame"),
+    ('{"type": "command", "command": ""}', "bad_frame"),
+    ('{"type": "signal", "name": "SIGSEGV"}', "bad_frame"),
+    ('{"type": "launch"}', "bad_frame"),
+    ('{"type": "resume", "after": -1}', "bad_frame"),
+])
+async def test_bad_frames_get_an_error_and_the_connection_stays(gateway, frame, code):
+    async with open_websocket_url(url(gateway), extra_headers=ORIGIN) as ws:
+        await ws.send_message(frame)
+        error = await receive_json(ws)
+        assert error["type"] == "error"
+        assert error["code"] == code
+        await ws.send_message('{"type": "resume", "after": 0}')
+        await ws.ping()
+
+
+async def test_oversized_frame_closes_with_1009(gateway):
+    async with open_websocket_url(url(gateway), extra_headers=ORIGIN) as ws:
+        await ws.send_message(json.dumps({"type": "stdin", "data": "x" * 70_000}))
+        with pytest.raises(ConnectionClosed) as closed:
+            with trio.fail_after(10):
+                await ws.get_message()
+    assert closed.value.reason.code == 1009
+
+
+async def test_frame_flood_is_rate_limited_with_an_error(gateway):
+    async with open_websocket_url(url(gateway), extra_headers=ORIGIN) as ws:
+        for _ in range(1000):
+            await ws.send_message('{"type": "resume", "after": 0}')
+        frame = await receive_json(ws)
+    assert frame["code"] == "rate_limited"
+
+
+async def publish(redis_server, project, terminal, payloads):
+    bus = TerminalBus(connect(redis_server.url), limiter=trio.CapacityLimiter(2))
+    return await bus.publish(project, terminal, payloads)
+
+
+async def test_nothing_of_another_terminal_reaches_a_connection(redis_server, gateway):
+    async with open_websocket_url(url(gateway, "p1", "t1"), extra_headers=ORIGIN) as ws:
+        await ws.send_message('{"type": "resume", "after": 0}')
+        await publish(redis_server, "p1", "t2", [events.output("x", "secret of t2")])
+        await publish(redis_server, "p2", "t1", [events.output("x", "secret of p2")])
+        await publish(redis_server, "p1", "t1", [events.output("x", "mine")])
+        frame = await receive_json(ws)
+    assert frame["data"] == "mine"
+
+
+async def test_one_subscription_per_terminal_however_many_clients(
+    redis_server, redis_client, gateway
+):
+    channel = keys.output_channel("p1", "t1")
+    async with (
+        open_websocket_url(url(gateway), extra_headers=ORIGIN) as first,
+        open_websocket_url(url(gateway), extra_headers=ORIGIN) as second,
+    ):
+        await publish(redis_server, "p1", "t1", [events.output("c", "both")])
+        assert (await receive_json(first))["data"] == "both"
+        assert (await receive_json(second))["data"] == "both"
+        assert redis_client.pubsub_numsub(channel) == [(channel.encode(), 1)]
+    with trio.fail_after(10):
+        while redis_client.pubsub_numsub(channel) != [(channel.encode(), 0)]:
+            await trio.sleep(0.05)
+
+
+async def test_resume_after_a_dropped_connection_has_no_gap_and_no_duplicate(
+    aws, redis_server, gateway, tmp_path
+):
+    # ~10 MB of numbered lines, streamed while the client drops and comes back.
+    command = "seq -w 1 1000000 | sed 's/$/ abc/'"
+    async with running_worker(aws.worker_env(redis_server.url, tmp_path)):
+        async with open_websocket_url(url(gateway), extra_headers=ORIGIN) as ws:
+            await ws.send_message(json.dumps({"type": "command", "command": command}))
+            frames = []
+            with trio.fail_after(60):
+                while sum(len(f.get("data", "")) for f in frames) < 2_000_000:
+                    frames.append(json.loads(await ws.get_message()))
+        last_seq = max(f["seq"] for f in frames if "seq" in f)
+        async with open_websocket_url(url(gateway), extra_headers=ORIGIN) as ws:
+            await ws.send_message(json.dumps({"type": "resume", "after": last_seq}))
+            frames += await receive_until(ws, lambda f: f["type"] == "exit", limit_s=120)
+    seqs = [f["seq"] for f in frames if "seq" in f]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    text = "".join(f["data"] for f in frames if f["type"] == "output")
+    lines = text.replace("\r\n", "\n").splitlines()
+    assert lines == [f"{n:07d} abc" for n in range(1, 1_000_001)]
+
+
+async def test_slow_client_is_cut_off_while_a_fast_one_keeps_receiving(
+    aws, redis_server, redis_client, tmp_path
+):
+    env = gateway_env(aws, redis_server.url, GATEWAY_CLIENT_BUFFER_BYTES=256 * 1024)
+    chunk, total = "y" * 30_000, 400
+    async with (
+        running_gateway(env) as server,
+        open_websocket_url(url(server), extra_headers=ORIGIN) as fast,
+        open_websocket_url(url(server), extra_headers=ORIGIN) as slow,
+    ):
+        async with trio.open_nursery() as nursery:
+            async def produce():
+                for _ in range(total):
+                    await publish(redis_server, "p1", "t1", [events.output("c", chunk)])
+            nursery.start_soon(produce)
+            received = 0
+            with trio.fail_after(60):
+                while received < total:
+                    frame = json.loads(await fast.get_message())
+                    received += frame.get("data") == chunk
+        # The slow client, which read nothing, was told and disconnected.
+        frames, close_code = await read_until_closed(slow)
+    assert received == total
+    told = any(f.get("code") == "slow_client" for f in frames)
+    assert told or close_code == 4008
+    assert sum(len(f.get("data", "")) for f in frames) < total * len(chunk)
+
+
+async def test_drain_asks_clients_to_reconnect(gateway):
+    async with open_websocket_url(url(gateway), extra_headers=ORIGIN) as ws:
+        gateway.drain()
+        with pytest.raises(ConnectionClosed) as closed, trio.fail_after(10):
+            await ws.get_message()
+    assert closed.value.reason.code == 1012
+    with pytest.raises(OSError, match="connect"):
+        await trio.open_tcp_stream("127.0.0.1", gateway.port)
