@@ -34,8 +34,12 @@ SLOW_CLIENT_CLOSE = 4008
 RESTART_CLOSE = 1012
 CLOSE_TIMEOUT_S = 2
 # A client that fell behind gets this long to take what is already on its way, the error
-# and the close; one that reads nothing at all is then cut off.
+# and the close; one that reads nothing at all is then cut off. So is one on which a
+# single frame has been waiting to go out this long.
 SLOW_CLIENT_GRACE_S = 5
+# Live events wait this long for the client's first frame: a reconnecting client says
+# where it stopped (`resume`) before anything newer may be sent to it.
+FIRST_FRAME_WAIT_S = 1
 
 
 def gateway_error(code: str, message: str) -> str:
@@ -61,20 +65,26 @@ class TerminalConnection:
         self._size = (DEFAULT_COLS, DEFAULT_ROWS)
         self._closing: tuple[int, str] | None = None
         self._fell_behind = trio.Event()
-        # While catching up from history, live events are redundant: only the newest seq
-        # is noted, so the catch-up knows how far to go.
-        self._catching_up = False
+        # While catching up from history, live events are redundant: only their seqs are
+        # noted, so the catch-up knows how far to go. A new connection starts this way
+        # until the client says where it stopped (or says nothing for a moment).
+        self._catching_up = True
         self._newest_live = 0
+        self._first_live: int | None = None
+        self._client_spoke = trio.Event()
+        self._send_started: float | None = None
 
     def __str__(self) -> str:
         return f"connection {self.grant}"
 
     # What the hub calls (no awaiting: the hub serves every connection from one task).
-    def offer(self, seq: int, text: str) -> None:
+    def offer(self, seq: int, text: str, size: int) -> None:
         if self._catching_up:
             self._newest_live = max(self._newest_live, seq)
+            if self._first_live is None:
+                self._first_live = seq
             return
-        if not self._buffer.offer(seq, text):
+        if not self._buffer.offer(seq, text, size):
             self._fell_behind.set()
         self._wake()
 
@@ -126,6 +136,7 @@ class TerminalConnection:
                 frame = parse_client_frame(text)
             except FrameError as exc:
                 self._say(gateway_error("bad_frame", str(exc)))
+                self._client_spoke.set()
                 continue
             try:
                 await self._act(frame)
@@ -165,17 +176,39 @@ class TerminalConnection:
         elif isinstance(frame, Resume):
             self._resume_after = frame.after
             self._wake()
+        self._client_spoke.set()
+
+    async def _send(self, text: str) -> None:
+        self._send_started = trio.current_time()
+        try:
+            await self._ws.send_message(text)
+        finally:
+            self._send_started = None
+
+    def _stuck(self, now: float) -> bool:
+        return self._send_started is not None and now - self._send_started > SLOW_CLIENT_GRACE_S
 
     async def _cut_off_if_stuck(self, scope: trio.CancelScope) -> None:
         # A send in progress is never interrupted (that would cut a frame in half), so a
         # client that stopped reading is cut off here, after a grace, by cancelling it all.
-        await self._fell_behind.wait()
-        await trio.sleep(SLOW_CLIENT_GRACE_S)
+        fell_behind_at = None
+        while not self._stuck(trio.current_time()):
+            await trio.sleep(1)
+            if self._fell_behind.is_set():
+                fell_behind_at = fell_behind_at or trio.current_time()
+                if trio.current_time() - fell_behind_at > SLOW_CLIENT_GRACE_S:
+                    break
         logger.warning("%s: client stopped reading; cut off", self)
         self._closing = (SLOW_CLIENT_CLOSE, "client too slow")
         scope.cancel()
 
     async def _send_loop(self, scope: trio.CancelScope) -> None:
+        with trio.move_on_after(FIRST_FRAME_WAIT_S):
+            await self._client_spoke.wait()
+        if self._resume_after is None and self._first_live is not None:
+            # No resume: start from the first event published since the client came.
+            self._resume_after = self._first_live - 1
+        self._catching_up = self._resume_after is not None
         try:
             while True:
                 await self._send_pending()
@@ -191,11 +224,11 @@ class TerminalConnection:
 
     async def _send_pending(self) -> None:
         while self._control:
-            await self._ws.send_message(self._control.popleft())
+            await self._send(self._control.popleft())
         if self._buffer.overflowed:
             logger.warning("%s: client too slow; disconnecting", self)
             with trio.move_on_after(CLOSE_TIMEOUT_S):
-                await self._ws.send_message(gateway_error(
+                await self._send(gateway_error(
                     "slow_client", "output arrived faster than this client read it; "
                     "reconnect and resume"))
             self._closing = (SLOW_CLIENT_CLOSE, "client too slow")
@@ -214,7 +247,7 @@ class TerminalConnection:
                 verdict = self._cursor.classify(seq)
             if verdict == "duplicate":
                 continue
-            await self._ws.send_message(text)
+            await self._send(text)
             self._cursor.sent(seq)
 
     async def _catch_up(self) -> None:
@@ -235,12 +268,12 @@ class TerminalConnection:
                     self._check_history = True  # try again on the next wake-up
                     return
                 if page and page[0][0] > after + 1 and self._cursor.last is not None:
-                    await self._ws.send_message(gateway_error(
+                    await self._send(gateway_error(
                         "history_truncated",
                         f"events {after + 1}..{page[0][0] - 1} are no longer kept",
                     ))
                 for seq, text in page:
-                    await self._ws.send_message(text)
+                    await self._send(text)
                     self._cursor.sent(seq)
                 if not page or (len(page) < HISTORY_PAGE
                                 and (self._cursor.last or 0) >= self._newest_live):

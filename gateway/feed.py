@@ -22,17 +22,22 @@ class EventBuffer:
     def __len__(self) -> int:
         return len(self._events)
 
-    def offer(self, seq: int, text: str) -> bool:
-        """Queue an event; False (and ``overflowed``) when the client has fallen too far."""
+    def offer(self, seq: int, text: str, size: int | None = None) -> bool:
+        """Queue an event; False (and ``overflowed``) when the client has fallen too far.
+
+        ``size`` is the event's UTF-8 length, when the caller already knows it.
+        """
         if self.overflowed:
             return False
-        if self._bytes + len(text) > self.max_bytes:
+        if size is None:
+            size = len(text.encode("utf-8"))
+        if self._bytes + size > self.max_bytes:
             self.overflowed = True
             self._events.clear()
             self._bytes = 0
             return False
         self._events.append((seq, text))
-        self._bytes += len(text)
+        self._bytes += size
         return True
 
     def take(self) -> list[tuple[int, str]]:

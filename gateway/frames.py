@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from runtime.contract.messages import MAX_COMMAND_BYTES, MAX_TERMINAL_SIZE
 
-MAX_FRAME_BYTES = 64 * 1024
+# A command may be 64 KiB (the message contract); the frame around it needs a little more.
+MAX_FRAME_BYTES = 65 * 1024
 MAX_STDIN_CHARS = 16 * 1024
 SIGNALS = frozenset({"SIGINT", "SIGTERM", "SIGKILL", "SIGHUP", "SIGQUIT", "SIGTSTP",
                      "SIGCONT", "SIGUSR1", "SIGUSR2"})
@@ -54,7 +55,7 @@ def clamp_size(value: object, name: str) -> int:
 def parse_client_frame(text: str | bytes):
     if isinstance(text, bytes):
         raise FrameError("frames must be JSON text, not binary")
-    if len(text) > MAX_FRAME_BYTES:
+    if len(text) > MAX_FRAME_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES:
         raise FrameError(f"frame larger than {MAX_FRAME_BYTES} bytes")
     try:
         frame = json.loads(text)
@@ -83,7 +84,7 @@ def parse_client_frame(text: str | bytes):
         return Resize(clamp_size(frame.get("cols"), "cols"), clamp_size(frame.get("rows"), "rows"))
     if kind == "signal":
         name = frame.get("name")
-        if name not in SIGNALS:
+        if not isinstance(name, str) or name not in SIGNALS:
             raise FrameError(f"signal must be one of {', '.join(sorted(SIGNALS))}")
         return SendSignal(name)
     if kind == "resume":

@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 class Follower(Protocol):
     """What the hub needs of a connection: take an event, or learn of a lost stretch."""
 
-    def offer(self, seq: int, text: str) -> None: ...
+    def offer(self, seq: int, text: str, size: int) -> None: ...
 
     def gap_possible(self) -> None: ...
 
@@ -73,7 +73,7 @@ class TerminalHub:
             return
         self.events_dispatched += 1
         for follower in list(followers):
-            follower.offer(seq, text)
+            follower.offer(seq, text, len(data))
 
     def _reconnected(self) -> None:
         # Pub/sub drops what was published while disconnected: every follower checks

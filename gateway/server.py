@@ -58,6 +58,10 @@ class GatewayServer:
         self._connection_nursery: trio.Nursery | None = None
         self.port: int | None = None
 
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
     @classmethod
     def from_settings(cls, settings: GatewaySettings) -> GatewayServer:
         queue = CommandQueue(

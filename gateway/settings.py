@@ -40,7 +40,8 @@ class GatewaySettings:
         )
         for origin in origins:
             scheme, sep, rest = origin.partition("://")
-            if origin == "*" or not sep or scheme not in ("http", "https") or "/" in rest:
+            if (origin == "*" or not sep or scheme not in ("http", "https") or not rest
+                    or "/" in rest):
                 raise SettingError(
                     "GATEWAY_ALLOWED_ORIGINS must list origins like https://ide.example.com, "
                     f"got {origin!r}"

@@ -7,6 +7,7 @@ enforced by the gateway (it remembers each ``jti`` until the token expires).
 
 from __future__ import annotations
 
+import math
 import secrets
 from dataclasses import dataclass
 
@@ -61,13 +62,20 @@ def verify_token(secret: str, token: str | None, *, project_id: str, terminal_id
     try:
         claims = jwt.decode(
             token, secret, algorithms=[ALGORITHM],
-            options={"require": list(REQUIRED_CLAIMS), "verify_exp": False},
+            options={"require": list(REQUIRED_CLAIMS), "verify_exp": False,
+                     "verify_iat": False, "verify_nbf": False},
         )
     except jwt.InvalidTokenError as exc:
         raise TokenRejected(UNAUTHORIZED, f"invalid token: {exc}") from None
     # Expiry is checked against the caller's clock, so tests can use a virtual one.
-    if not isinstance(claims["exp"], int | float) or claims["exp"] <= now:
+    expires = claims["exp"]
+    if (isinstance(expires, bool) or not isinstance(expires, int | float)
+            or not math.isfinite(expires) or expires <= now):
         raise TokenRejected(UNAUTHORIZED, "token expired")
+    not_before = claims.get("nbf")
+    if not_before is not None and (not isinstance(not_before, int | float)
+                                   or not math.isfinite(not_before) or not_before > now):
+        raise TokenRejected(UNAUTHORIZED, "token not valid yet")
     for claim in ("sub", "project", "terminal", "jti"):
         if not isinstance(claims[claim], str) or not claims[claim]:
             raise TokenRejected(UNAUTHORIZED, f"claim {claim!r} must be a non-empty string")

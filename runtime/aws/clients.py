@@ -6,18 +6,20 @@ import boto3
 from botocore.config import Config
 
 
-def make_client(service: str, *, endpoint_url: str | None, pool_size: int = 32):
+def make_client(service: str, *, endpoint_url: str | None, pool_size: int = 32,
+                read_timeout_s: float = 60, attempts: int = 6):
     """A client with standard retries (backoff on throttling and 5xx) and room for threads.
 
     ``endpoint_url`` (``AWS_ENDPOINT_URL``) points it at an emulator; region and
-    credentials come from the standard AWS variables and the task role.
+    credentials come from the standard AWS variables and the task role. Callers whose
+    calls must end within a deadline (lease extensions) ask for short timeouts and few
+    attempts, since a call in a thread is never abandoned.
     """
     config = Config(
-        retries={"mode": "standard", "max_attempts": 6},
+        retries={"mode": "standard", "max_attempts": attempts},
         max_pool_connections=pool_size,
-        connect_timeout=5,
-        # Above SQS's 20 s long poll, so a long poll is never cut short by the socket.
-        read_timeout=40,
+        connect_timeout=min(5, read_timeout_s),
+        read_timeout=read_timeout_s,
         tcp_keepalive=True,
     )
     return boto3.session.Session().client(service, endpoint_url=endpoint_url, config=config)

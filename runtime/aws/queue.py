@@ -15,13 +15,15 @@ logger = logging.getLogger(__name__)
 
 MAX_RECEIVE_BATCH = 10
 MAX_WAIT_S = 20
-# Codes SQS answers when a receipt handle no longer holds the message.
+# Codes SQS answers when a receipt handle no longer holds the message. SQS also answers
+# InvalidParameterValue ("Message does not exist or is not available for visibility
+# timeout change") for a handle whose message was received again since.
 LEASE_LOST_CODES = frozenset({
     "ReceiptHandleIsInvalid",
     "MessageNotInflight",
     "AWS.SimpleQueueService.MessageNotInflight",
-    "InvalidParameterValue",
 })
+LEASE_LOST_HINTS = ("receipt handle", "not available for visibility")
 
 
 class QueueError(Exception):
@@ -54,9 +56,24 @@ def is_fifo(queue_url: str) -> bool:
     return queue_url.endswith(".fifo")
 
 
+def _lease_lost(exc: BaseException | None) -> bool:
+    code = error_code(exc)
+    if code in LEASE_LOST_CODES:
+        return True
+    return code == "InvalidParameterValue" and any(h in str(exc) for h in LEASE_LOST_HINTS)
+
+
 class CommandQueue:
-    def __init__(self, client, queue_url: str, *, limiter: trio.CapacityLimiter):
+    """SQS calls for one queue.
+
+    ``poll_client`` serves the long poll; ``client``, with short timeouts, serves every
+    other call, so a hung lease extension ends well before the lease does.
+    """
+
+    def __init__(self, client, queue_url: str, *, limiter: trio.CapacityLimiter,
+                 poll_client=None):
         self._client = client
+        self._poll_client = poll_client or client
         self.url = queue_url
         self.fifo = is_fifo(queue_url)
         self._limiter = limiter
@@ -66,8 +83,8 @@ class CommandQueue:
     def __str__(self) -> str:
         return self.url
 
-    async def _call(self, method: str, **kwargs):
-        fn = getattr(self._client, method)
+    async def _call(self, method: str, *, client=None, **kwargs):
+        fn = getattr(client or self._client, method)
         try:
             return await trio.to_thread.run_sync(lambda: fn(**kwargs), limiter=self._limiter)
         except ClientError as exc:
@@ -83,11 +100,13 @@ class CommandQueue:
         """Long-poll for up to ``max_messages``.
 
         Shielded: a receive hides what it returns, so it is never abandoned half-way;
-        a caller that is stopping releases what came back.
+        a caller that is stopping releases what came back. The poll client's timeouts
+        bound how long the shield can hold.
         """
         with trio.CancelScope(shield=True):
             response = await self._call(
                 "receive_message",
+                client=self._poll_client,
                 QueueUrl=self.url,
                 MaxNumberOfMessages=max(1, min(MAX_RECEIVE_BATCH, max_messages)),
                 WaitTimeSeconds=max(0, min(MAX_WAIT_S, wait_s)),
@@ -118,7 +137,7 @@ class CommandQueue:
                 VisibilityTimeout=seconds,
             )
         except QueueError as exc:
-            if error_code(exc.__cause__) in LEASE_LOST_CODES:
+            if _lease_lost(exc.__cause__):
                 raise LeaseLost(f"lease on message {message} lost: {exc}") from exc.__cause__
             raise
 
@@ -138,7 +157,9 @@ class CommandQueue:
                 for name, value in attributes.items()
             }
         if self.fifo:
-            kwargs["MessageGroupId"] = group_id or "default"
+            if not group_id:
+                raise ValueError("a FIFO queue needs a message group (the project id)")
+            kwargs["MessageGroupId"] = group_id
             if deduplication_id:
                 kwargs["MessageDeduplicationId"] = deduplication_id
         elif delay_s:

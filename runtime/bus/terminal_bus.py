@@ -51,6 +51,18 @@ end
 return 0
 """
 
+# Taking a lock we already hold counts as taking it: the reply to an earlier SET may
+# have been lost on its way back.
+_ACQUIRE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 1
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
 _DELETE_IF_OWNER = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -85,6 +97,7 @@ class TerminalBus:
         self._redis = client
         self._limiter = limiter
         self._publish = client.register_script(_PUBLISH)
+        self._acquire = client.register_script(_ACQUIRE)
         self._renew = client.register_script(_RENEW_IF_OWNER)
         self._delete = client.register_script(_DELETE_IF_OWNER)
 
@@ -156,8 +169,7 @@ class TerminalBus:
 
     async def acquire_project(self, project_id: str, token: str, ttl_s: float) -> bool:
         return bool(await self._call(
-            self._redis.set, keys.project_lease(project_id), token, nx=True,
-            px=int(ttl_s * 1000),
+            self._acquire, keys=[keys.project_lease(project_id)], args=[token, int(ttl_s * 1000)]
         ))
 
     async def renew_project(self, project_id: str, token: str, ttl_s: float) -> bool:

@@ -37,3 +37,20 @@ def safe_relative_path(relative: str) -> tuple[str, ...]:
         if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
             raise UnsafePath("path segment too long")
     return segments
+
+
+def folder_conflicts(paths) -> dict[str, str]:
+    """Keys that cannot all be files at once (``a`` and ``a/b``): the deeper ones lose.
+
+    S3 allows both; a file system does not, so the deeper keys are skipped with a reason.
+    """
+    files = set(paths)
+    conflicts: dict[str, str] = {}
+    for path in files:
+        parts = path.split("/")
+        for depth in range(1, len(parts)):
+            prefix = "/".join(parts[:depth])
+            if prefix in files:
+                conflicts[path] = f"{prefix!r} is a file, so it cannot also be a folder"
+                break
+    return conflicts

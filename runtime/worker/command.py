@@ -1,16 +1,21 @@
-"""One command on a worker, from a received message to its deletion.
+"""One command on a worker, from a received message to its settlement.
 
 Everything a command needs while it runs lives in one nursery: the visibility heartbeat,
 the project lease, the output publisher, and (while the process lives) the PTY pump, the
-input listener and the periodic upload. When the command ends, or its lease is lost,
-that nursery's cancel scope ends them all.
+input router and the periodic upload. When the command ends, or a lease is lost, that
+nursery's cancel scopes end them all.
+
+A message is settled exactly one way: deleted (the command finished, or had finished
+before), deferred (its project was busy), or released (handed back to run again). The
+heartbeat stops before any of these, so it can never re-hide a settled message.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import functools
 import logging
+import math
 import secrets
 from dataclasses import dataclass
 
@@ -18,9 +23,9 @@ import trio
 
 from runtime.aws.queue import CommandQueue, QueueError, ReceivedMessage
 from runtime.aws.storage import ProjectStorage
-from runtime.bus.terminal_bus import BusUnavailable, InputSubscription, TerminalBus
+from runtime.bus.terminal_bus import BusUnavailable, CommandRecord, TerminalBus
 from runtime.contract import events
-from runtime.contract.messages import MAX_TERMINAL_SIZE, CommandMessage
+from runtime.contract.messages import CommandMessage
 from runtime.policy.backoff import backoff_delay, deferral_delay_s
 from runtime.policy.batching import OutputBatcher
 
@@ -28,17 +33,20 @@ from .heartbeat import ProjectLease, VisibilityHeartbeat
 from .output import OutputPublisher
 from .pty_command import ExitStatus, PtyCommand, SpawnFailed
 from .settings import WorkerSettings
+from .terminal_io import InputRouter, pump_output
 from .workspace import SyncFailed, Workspace
 
 logger = logging.getLogger(__name__)
 
 # After the shell exits, how long output from its last writes may still trickle in.
 DRAIN_S = 0.5
-# How long cleanup steps (publishing the last events, releasing) may take at most.
+# How long a cleanup step (publishing the last events, releasing) may take at most.
 CLEANUP_S = 10
 # How long to keep trying Redis before handing a command back to the queue.
 BUS_PATIENCE_S = 60
 FINAL_UPLOAD_ATTEMPTS = 3
+# Kept back from a shutdown deadline for handing the message back.
+RELEASE_RESERVE_S = 3
 
 
 @dataclass
@@ -69,10 +77,17 @@ class CommandRun:
         self._bus = context.bus
         self.message = message
         self.command = command
+        self._heartbeat = VisibilityHeartbeat(self._queue, message, self._settings.lease)
+        self._heartbeat_scope: trio.CancelScope | None = None
+        self._work_scope: trio.CancelScope | None = None  # ends when a lease is lost
+        self._wait_scope: trio.CancelScope | None = None  # waiting for the process
+        self._pull_scope: trio.CancelScope | None = None
+        self._stop_bounded: dict[trio.CancelScope, float] = {}
         self._interrupted = False
-        self._wait_scope: trio.CancelScope | None = None
-        self._lease_scope: trio.CancelScope | None = None
+        self._stop_deadline = math.inf
+        self._settled = False
         self.lease_lost: str | None = None
+        self._project_lost = False
         self.outcome = "pending"
 
     def __str__(self) -> str:
@@ -87,47 +102,92 @@ class CommandRun:
             **fields,
         })
 
-    def interrupt(self) -> None:
-        """Stop the command because the worker is shutting down; it will run elsewhere."""
-        self._interrupted = True
-        if self._wait_scope is not None:
-            self._wait_scope.cancel()
+    # ---- signals from outside -------------------------------------------------------
 
-    def _on_lease_lost(self, reason: str) -> None:
+    def interrupt(self, deadline: float = math.inf) -> None:
+        """The worker is shutting down: stop, save, and hand back by ``deadline``."""
+        self._interrupted = True
+        self._stop_deadline = min(self._stop_deadline, deadline)
+        for scope in (self._wait_scope, self._pull_scope):
+            if scope is not None:
+                scope.cancel()
+        for scope, reserve_s in self._stop_bounded.items():
+            scope.deadline = min(scope.deadline, self._stop_deadline - reserve_s)
+
+    def _on_lease_lost(self, reason: str, *, project: bool = False) -> None:
+        if self._settled:
+            return
         self.lease_lost = reason
-        if self._lease_scope is not None:
-            self._lease_scope.cancel()
+        self._project_lost = project
+        if self._work_scope is not None:
+            self._work_scope.cancel()
+
+    @contextlib.contextmanager
+    def _until_stop(self, reserve_s: float):
+        """A scope that ends ``reserve_s`` before the shutdown deadline, if one comes."""
+        with trio.CancelScope(deadline=self._stop_deadline - reserve_s) as scope:
+            self._stop_bounded[scope] = reserve_s
+            try:
+                yield scope
+            finally:
+                del self._stop_bounded[scope]
+
+    def _cleanup_deadline(self) -> float:
+        return min(trio.current_time() + CLEANUP_S, self._stop_deadline)
+
+    # ---- the run ----------------------------------------------------------------------
 
     async def execute(self) -> None:
         """Run the command and settle its message; never raises for the command's faults."""
         started = trio.current_time()
         self._log(logging.INFO, "received", receiveCount=self.message.receive_count)
-        heartbeat = VisibilityHeartbeat(self._queue, self.message, self._settings.lease)
-        async with trio.open_nursery() as nursery:
-            with trio.CancelScope() as self._lease_scope:
-                nursery.start_soon(heartbeat.run, self._on_lease_lost)
-                await self._with_project(nursery)
-            nursery.cancel_scope.cancel()
-        if self.lease_lost is not None:
-            self.outcome = "lease_lost"
-            self._log(logging.ERROR, "lease lost; stopped without upload or delete",
-                      reason=self.lease_lost)
-        self._log(
-            # Handing a command back or deferring it is routine; the rest needs a look.
-            logging.INFO if self.outcome in ("finished", "duplicate", "deferred", "released")
-            else logging.WARNING,
-            self.outcome, outcome=self.outcome,
-            durationS=round(trio.current_time() - started, 3),
-        )
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._keep_visibility)
+                with trio.CancelScope() as self._work_scope:
+                    await self._with_project(nursery)
+                if self.lease_lost is not None:
+                    await self._after_lease_lost()
+                self._stop_heartbeat()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._log(
+                # Handing back or deferring is routine; anything else needs a look.
+                logging.INFO if self.outcome in ("finished", "duplicate", "deferred", "released")
+                else logging.WARNING,
+                self.outcome, outcome=self.outcome,
+                durationS=round(trio.current_time() - started, 3),
+            )
+
+    async def _keep_visibility(self) -> None:
+        with trio.CancelScope() as self._heartbeat_scope:
+            await self._heartbeat.run(self._on_lease_lost)
+
+    def _stop_heartbeat(self) -> None:
+        self._settled = True
+        if self._heartbeat_scope is not None:
+            self._heartbeat_scope.cancel()
+
+    async def _after_lease_lost(self) -> None:
+        self.outcome = "lease_lost"
+        self._log(logging.ERROR, "lease lost; stopped without upload or delete",
+                  reason=self.lease_lost)
+        if self._project_lost and self._heartbeat.lost is None:
+            # The message is still ours: it comes back once the project is free.
+            await self._release(after_s=int(self._settings.lease.lease_s))
 
     async def _with_project(self, nursery: trio.Nursery) -> None:
+        if self._interrupted:
+            await self._release()
+            self.outcome = "released"
+            return
         if self._queue.fifo:
             # The queue delivers a message group (the project) one message at a time.
             await self._run(nursery)
             return
         lease = ProjectLease(
-            self._bus, self.command.project_id, f"{self._settings.worker_id}:"
-            f"{secrets.token_hex(8)}", self._settings.lease,
+            self._bus, self.command.project_id,
+            f"{self._settings.worker_id}:{secrets.token_hex(8)}", self._settings.lease,
         )
         acquired = await self._patiently(lease.acquire)
         if acquired is None:
@@ -137,7 +197,8 @@ class CommandRun:
             return
         try:
             async with trio.open_nursery() as holding:
-                holding.start_soon(lease.keep)
+                holding.start_soon(lease.keep, functools.partial(self._on_lease_lost,
+                                                                 project=True))
                 await self._run(nursery)
                 holding.cancel_scope.cancel()
         finally:
@@ -150,45 +211,28 @@ class CommandRun:
 
     async def _patiently(self, call):
         """Retry a Redis call while Redis is down; hand the message back if it stays down."""
-        deadline = trio.current_time() + BUS_PATIENCE_S
+        deadline = min(trio.current_time() + BUS_PATIENCE_S, self._stop_deadline)
         failures = 0
         while True:
             try:
                 return await call()
             except BusUnavailable as exc:
                 failures += 1
-                if trio.current_time() >= deadline:
+                if trio.current_time() >= deadline or self._interrupted:
                     self._log(logging.ERROR, "redis unavailable; handing the command back",
                               error=str(exc))
-                    await self._release(after_s=int(self._settings.lease.lease_s))
+                    await self._release(after_s=0 if self._interrupted
+                                        else int(self._settings.lease.lease_s))
                     self.outcome = "released"
                     return None
                 await trio.sleep(backoff_delay(failures, cap_s=5))
 
-    async def _defer(self) -> None:
-        """The project is busy elsewhere: come back later, without burning a receive."""
-        deferrals = self.message.deferrals + 1
-        delay = deferral_delay_s(deferrals)
-        # Copy first, then delete: a crash in between leaves a duplicate, which is harmless
-        # (the commandId is pinned in the copy), never a lost command.
-        with trio.move_on_after(CLEANUP_S, shield=True):
-            await self._queue.send(
-                self.command.to_body(), delay_s=delay, attributes={"deferrals": deferrals}
-            )
-            await self._queue.delete(self.message)
-        self.outcome = "deferred"
-        self._log(logging.INFO, "project busy; deferred", delayS=delay, deferrals=deferrals)
-
-    async def _release(self, *, after_s: int = 0) -> None:
-        with trio.move_on_after(CLEANUP_S, shield=True):
-            try:
-                await self._queue.release(self.message, after_s=after_s)
-            except QueueError as exc:
-                self._log(logging.WARNING, "release failed; the lease will expire",
-                          error=str(exc))
-
     async def _run(self, nursery: trio.Nursery) -> None:
         cmd = self.command
+        if self._interrupted:
+            await self._release()
+            self.outcome = "released"
+            return
         record = await self._patiently(
             lambda: self._bus.begin_attempt(cmd.project_id, cmd.command_id)
         )
@@ -196,41 +240,44 @@ class CommandRun:
             return
         if record.exited:
             # A worker published the exit but died before deleting the message.
-            with trio.move_on_after(CLEANUP_S, shield=True):
-                await self._queue.delete(self.message)
+            await self._delete()
             self.outcome = "duplicate"
             return
         publisher = OutputPublisher(self._bus, cmd.project_id, cmd.terminal_id, cmd.command_id)
         await nursery.start(publisher.run)
         try:
-            await self._attempt(publisher, record.attempt, record.released)
+            await self._attempt(publisher, record)
         finally:
             if self.lease_lost is not None:
                 publisher.send_event(events.error(
                     cmd.command_id, events.LEASE_LOST,
                     "the worker lost its hold on this command and stopped it",
                 ))
-            with trio.move_on_after(CLEANUP_S, shield=True):
+            with trio.move_on_at(self._cleanup_deadline(), shield=True):
                 await publisher.flush()
 
-    async def _attempt(self, publisher: OutputPublisher, attempt: int, released: bool) -> None:
+    async def _attempt(self, publisher: OutputPublisher, record: CommandRecord) -> None:
         cmd = self.command
-        if attempt > 1 and not released:
+        if record.attempt > 1 and not record.released:
             publisher.send_event(events.error(
                 cmd.command_id, events.WORKER_LOST,
-                f"the worker running attempt {attempt - 1} was lost; running the command again",
+                f"the worker running attempt {record.attempt - 1} was lost; "
+                "running the command again",
             ))
         workspace = self._context.workspace(cmd.project_id)
-        try:
-            await workspace.pull()
-        except SyncFailed as exc:
-            publisher.send_event(events.error(cmd.command_id, events.SYNC_FAILED, str(exc)))
-            await self._release(after_s=int(self._settings.lease.lease_s))
-            self.outcome = "sync_failed"
-            return
+        with trio.CancelScope() as self._pull_scope:
+            if self._interrupted:
+                self._pull_scope.cancel()
+            try:
+                await workspace.pull()
+            except SyncFailed as exc:
+                publisher.send_event(events.error(cmd.command_id, events.SYNC_FAILED, str(exc)))
+                await self._give_back(publisher, "sync_failed")
+                return
         if self._interrupted:
             await self._hand_back(publisher)
             return
+
         # Subscribed before `started` goes out, so input sent on seeing it is not missed.
         subscription = self._bus.input_subscription(cmd.project_id, cmd.terminal_id)
         try:
@@ -239,14 +286,15 @@ class CommandRun:
             except BusUnavailable as exc:
                 self._log(logging.WARNING, "input channel unavailable", error=str(exc))
             publisher.send_event(events.started(
-                cmd.command_id, worker_id=self._settings.worker_id, attempt=attempt
+                cmd.command_id, worker_id=self._settings.worker_id, attempt=record.attempt
             ))
-            self._log(logging.INFO, "started", attempt=attempt)
+            self._log(logging.INFO, "started", attempt=record.attempt)
             status, reason = await self._run_process(publisher, workspace, subscription)
         finally:
             with trio.move_on_after(2, shield=True):
                 await subscription.close()
 
+        await self._heartbeat.confirm(self._on_lease_lost)
         upload_error = await self._final_upload(workspace)
         if reason == "interrupted":
             await self._hand_back(publisher)
@@ -256,38 +304,83 @@ class CommandRun:
                 cmd.command_id, events.SYNC_FAILED,
                 f"the command's changes could not be saved; it will run again: {upload_error}",
             ))
-            await self._release(after_s=int(self._settings.lease.lease_s))
-            self.outcome = "upload_failed"
+            await self._give_back(publisher, "upload_failed")
             return
         if reason == "timeout":
             publisher.send_event(events.error(
                 cmd.command_id, events.TIMEOUT,
                 f"the command ran longer than {self._timeout_s():g} s and was stopped",
             ))
-        exit_event = events.exit_(
-            cmd.command_id, exit_code=status.exit_code, signal=status.signal, reason=reason
-        )
         # Output and upload before the delete, never after.
-        await publisher.flush()
-        await self._publish_exit(exit_event)
-        await self._queue.delete(self.message)
+        with trio.move_on_after(BUS_PATIENCE_S):
+            await publisher.flush()
+        await self._heartbeat.confirm(self._on_lease_lost)
+        await self._publish_exit(events.exit_(
+            cmd.command_id, exit_code=status.exit_code, signal=status.signal, reason=reason
+        ))
+        await self._delete()
         self.outcome = "finished"
         self._log(logging.INFO, "exited", exitCode=status.exit_code, signal=status.signal,
                   reason=reason)
 
+    # ---- settling the message ---------------------------------------------------------
+
+    async def _release(self, *, after_s: int = 0) -> None:
+        self._stop_heartbeat()
+        with trio.move_on_after(CLEANUP_S, shield=True):
+            try:
+                await self._queue.release(self.message, after_s=after_s)
+            except QueueError as exc:
+                self._log(logging.WARNING, "release failed; the lease will expire",
+                          error=str(exc))
+
+    async def _delete(self) -> None:
+        self._stop_heartbeat()
+        with trio.move_on_after(CLEANUP_S, shield=True):
+            try:
+                await self._queue.delete(self.message)
+            except QueueError as exc:
+                # Its exit is recorded, so a redelivery is recognised and not run again.
+                self._log(logging.WARNING, "delete failed", error=str(exc))
+
+    async def _defer(self) -> None:
+        """The project is busy elsewhere: come back later, without burning a receive."""
+        deferrals = self.message.deferrals + 1
+        delay = deferral_delay_s(deferrals)
+        self._stop_heartbeat()
+        # Copy first, then delete: a crash in between leaves a duplicate, which is harmless
+        # (the commandId is pinned in the copy), never a lost command.
+        with trio.move_on_after(CLEANUP_S, shield=True):
+            await self._queue.send(
+                self.command.to_body(), delay_s=delay, attributes={"deferrals": deferrals},
+                group_id=self.command.project_id,
+            )
+            await self._queue.delete(self.message)
+        self.outcome = "deferred"
+        self._log(logging.INFO, "project busy; deferred", delayS=delay, deferrals=deferrals)
+
+    async def _give_back(self, publisher: OutputPublisher, outcome: str) -> None:
+        """A fault of ours, not the command's: let it run again after a lease."""
+        await self._mark_released(publisher)
+        await self._release(after_s=int(self._settings.lease.lease_s))
+        self.outcome = outcome
+
     async def _hand_back(self, publisher: OutputPublisher) -> None:
         """The worker is stopping: tell the terminal, and let another worker run it now."""
-        cmd = self.command
         publisher.send_event(events.error(
-            cmd.command_id, events.WORKER_STOPPING,
+            self.command.command_id, events.WORKER_STOPPING,
             "the worker is shutting down; the command will run again on another worker",
         ))
-        with trio.move_on_after(CLEANUP_S, shield=True):
-            await publisher.flush()
-            with contextlib.suppress(BusUnavailable):
-                await self._bus.mark_released(cmd.project_id, cmd.command_id)
+        await self._mark_released(publisher)
         await self._release()
         self.outcome = "released"
+
+    async def _mark_released(self, publisher: OutputPublisher) -> None:
+        # The next attempt then knows this one ended on purpose, not by a lost worker.
+        with trio.move_on_at(self._cleanup_deadline() - RELEASE_RESERVE_S, shield=True):
+            await publisher.flush()
+            with contextlib.suppress(BusUnavailable):
+                await self._bus.mark_released(self.command.project_id, self.command.command_id)
 
     async def _publish_exit(self, exit_event: str) -> None:
         cmd = self.command
@@ -306,6 +399,8 @@ class CommandRun:
             self._log(logging.ERROR, "exit event could not be published; deleting anyway, "
                       "the files are saved")
 
+    # ---- the process --------------------------------------------------------------------
+
     def _timeout_s(self) -> float:
         limit = self._settings.command_timeout_s
         if self.command.timeout_s is not None:
@@ -313,20 +408,21 @@ class CommandRun:
         return limit
 
     async def _final_upload(self, workspace: Workspace) -> str | None:
-        error = None
-        for attempt in range(1, FINAL_UPLOAD_ATTEMPTS + 1):
-            try:
-                await workspace.push()
-                return None
-            except SyncFailed as exc:
-                self._log(logging.WARNING, "upload failed", attempt=attempt, error=str(exc))
-                error = str(exc)
-                if attempt < FINAL_UPLOAD_ATTEMPTS:
-                    await trio.sleep(backoff_delay(attempt, base_s=1, cap_s=10))
+        error = "the worker had to stop before the upload finished"
+        with self._until_stop(RELEASE_RESERVE_S):
+            for attempt in range(1, FINAL_UPLOAD_ATTEMPTS + 1):
+                try:
+                    await workspace.push()
+                    return None
+                except SyncFailed as exc:
+                    self._log(logging.WARNING, "upload failed", attempt=attempt, error=str(exc))
+                    error = str(exc)
+                    if attempt < FINAL_UPLOAD_ATTEMPTS:
+                        await trio.sleep(backoff_delay(attempt, base_s=1, cap_s=10))
         return error
 
     async def _run_process(
-        self, publisher: OutputPublisher, workspace: Workspace, subscription: InputSubscription
+        self, publisher: OutputPublisher, workspace: Workspace, subscription
     ) -> tuple[ExitStatus, str | None]:
         cmd = self.command
         try:
@@ -342,8 +438,9 @@ class CommandRun:
         try:
             async with trio.open_nursery() as nursery:
                 pump_done = trio.Event()
-                nursery.start_soon(self._pump, process, batcher, publisher, pump_done)
-                nursery.start_soon(self._listen_input, process, subscription)
+                nursery.start_soon(pump_output, process, batcher, publisher, pump_done)
+                nursery.start_soon(InputRouter(process, cmd.command_id, self._log).run,
+                                   subscription)
                 nursery.start_soon(self._upload_periodically, workspace)
                 with trio.CancelScope(
                     deadline=trio.current_time() + self._timeout_s()
@@ -368,62 +465,6 @@ class CommandRun:
                 await process.wait()
             process.close()
         return status, reason
-
-    async def _pump(self, process: PtyCommand, batcher: OutputBatcher,
-                    publisher: OutputPublisher, done: trio.Event) -> None:
-        while True:
-            with trio.move_on_at(batcher.deadline):
-                data = await process.read()
-                if not data:
-                    break
-                batcher.add(data, trio.current_time())
-            if batcher.due(trio.current_time()):
-                # Shielded: once taken from the batcher, the text must reach the publisher.
-                # It waits only while a healthy Redis drains the buffer.
-                with trio.CancelScope(shield=True):
-                    await publisher.send_output(batcher.take())
-        with trio.CancelScope(shield=True):
-            await publisher.send_output(batcher.take())
-        done.set()
-
-    async def _listen_input(self, process: PtyCommand, subscription: InputSubscription) -> None:
-        failures = 0
-        while True:
-            try:
-                if failures or not subscription.opened:
-                    await subscription.open()
-                while True:
-                    raw = await subscription.next_message()
-                    failures = 0
-                    await self._apply_input(process, raw)
-            except BusUnavailable as exc:
-                failures += 1
-                if failures == 1:
-                    self._log(logging.WARNING, "input channel unavailable", error=str(exc))
-                await trio.sleep(backoff_delay(failures, cap_s=2))
-
-    async def _apply_input(self, process: PtyCommand, raw: bytes) -> None:
-        try:
-            message = json.loads(raw)
-            if not isinstance(message, dict):
-                raise ValueError("not an object")
-            if message.get("commandId") not in (None, self.command.command_id):
-                return  # meant for another command of this terminal
-            kind = message.get("type")
-            if kind == "stdin" and isinstance(message.get("data"), str):
-                await process.write(message["data"].encode("utf-8", "replace"))
-            elif kind == "resize":
-                cols, rows = message.get("cols"), message.get("rows")
-                if not all(isinstance(v, int) and 1 <= v <= MAX_TERMINAL_SIZE
-                           for v in (cols, rows)):
-                    raise ValueError(f"resize must be 1..{MAX_TERMINAL_SIZE}")
-                process.resize(cols, rows)
-            elif kind == "signal":
-                process.send_signal(str(message.get("name")))
-            else:
-                raise ValueError(f"unknown input type {kind!r}")
-        except (ValueError, TypeError) as exc:
-            self._log(logging.WARNING, "input ignored", error=str(exc))
 
     async def _upload_periodically(self, workspace: Workspace) -> None:
         while True:

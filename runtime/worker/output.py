@@ -23,6 +23,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_BUFFER_BYTES = 8 * 1024 * 1024
 MAX_EVENTS_PER_PUBLISH = 64
 MAX_BYTES_PER_PUBLISH = 512 * 1024
+# Output waiting behind a slow publish is merged into events up to this size, so a
+# fast command under load makes fewer, fuller events (and a terminal's history, kept by
+# event count, spans more of its output).
+MERGE_UP_TO_CHARS = 32 * 1024
 
 
 class OutputPublisher:
@@ -35,12 +39,13 @@ class OutputPublisher:
         self._terminal_id = terminal_id
         self.command_id = command_id
         self._buffer_bytes = buffer_bytes
-        self._queue: deque[str] = deque()
+        # Each entry is [kind, payload]: ["event", encoded JSON] or ["output", text].
+        self._queue: deque[list[str]] = deque()
+        self._in_flight = 0  # entries at the head being published right now
         self._queued_bytes = 0
         self._healthy = True
         self._dropped_bytes = 0
         self._changed = trio.Event()
-        self.last_seq: int | None = None
 
     def __str__(self) -> str:
         return f"output of {self._project_id}/{self._terminal_id}/{self.command_id}"
@@ -49,30 +54,38 @@ class OutputPublisher:
         self._changed.set()
         self._changed = trio.Event()
 
-    def _enqueue(self, event: str) -> None:
-        self._queue.append(event)
-        self._queued_bytes += len(event)
+    def _enqueue(self, kind: str, payload: str) -> None:
+        self._queued_bytes += len(payload)
+        last = self._queue[-1] if len(self._queue) > self._in_flight else None
+        if (kind == "output" and last is not None and last[0] == "output"
+                and len(last[1]) + len(payload) <= MERGE_UP_TO_CHARS):
+            last[1] += payload
+        else:
+            self._queue.append([kind, payload])
         self._notify()
 
     def send_event(self, event: str) -> None:
         """Queue a small control event (started, exit, error); these are never dropped."""
-        self._enqueue(event)
+        self._enqueue("event", event)
 
     async def send_output(self, text: str) -> None:
         if not text:
             return
-        event = events.output(self.command_id, text)
-        while self._healthy and self._queued_bytes + len(event) > self._buffer_bytes:
+        while self._healthy and self._queued_bytes + len(text) > self._buffer_bytes:
             await self._changed.wait()
-        if self._queued_bytes + len(event) > self._buffer_bytes:
+        if self._queued_bytes + len(text) > self._buffer_bytes:
             self._dropped_bytes += len(text.encode())
             return
         self._report_drops()
-        self._enqueue(event)
+        self._enqueue("output", text)
+
+    def count_dropped(self, text: str) -> None:
+        """Output that could not be queued in time; reported before the next event."""
+        self._dropped_bytes += len(text.encode())
 
     def _report_drops(self) -> None:
         if self._dropped_bytes:
-            self._enqueue(events.error(
+            self._enqueue("event", events.error(
                 self.command_id, events.OUTPUT_DROPPED,
                 f"{self._dropped_bytes} bytes of output were dropped while the output "
                 "channel was unreachable",
@@ -92,17 +105,20 @@ class OutputPublisher:
             while not self._queue:
                 await self._changed.wait()
             batch, size = [], 0
-            for event in self._queue:
+            for kind, payload in self._queue:
                 if batch and (len(batch) >= MAX_EVENTS_PER_PUBLISH
-                              or size + len(event) > MAX_BYTES_PER_PUBLISH):
+                              or size + len(payload) > MAX_BYTES_PER_PUBLISH):
                     break
-                batch.append(event)
-                size += len(event)
+                batch.append(payload if kind == "event"
+                             else events.output(self.command_id, payload))
+                size += len(payload)
+            self._in_flight = len(batch)
             try:
-                self.last_seq = await self._bus.publish(
+                await self._bus.publish(
                     self._project_id, self._terminal_id, batch
                 )
             except BusUnavailable as exc:
+                self._in_flight = 0
                 failures += 1
                 if self._healthy:
                     logger.warning("%s: publishing paused: %s", self, exc)
@@ -116,5 +132,6 @@ class OutputPublisher:
             self._healthy = True
             for _ in batch:
                 self._queue.popleft()
+            self._in_flight = 0
             self._queued_bytes -= size
             self._notify()

@@ -69,7 +69,7 @@ class PtyCommand:
 
         try:
             process = await trio.to_thread.run_sync(start)
-        except (OSError, FileNotFoundError) as exc:
+        except OSError as exc:
             raise SpawnFailed(f"cannot start {argv[0]}: {exc}") from exc
         return cls(process)
 
@@ -126,8 +126,10 @@ class PtyCommand:
             group = os.tcgetpgrp(self._fd)
         except OSError:
             group = self.pid
-        with contextlib.suppress(ProcessLookupError):
+        try:
             os.killpg(group, signal.Signals[name])
+        except OSError as exc:  # gone already, or (after a setuid exec) not ours to signal
+            logger.info("%s: signal %s not delivered: %s", self, name, exc)
 
     async def wait(self) -> ExitStatus:
         """Wait for the command's shell to exit (not for what it left running)."""
@@ -156,7 +158,8 @@ class PtyCommand:
     def signal_session(self, sig: signal.Signals) -> int:
         members = self.session_members()
         for pid in members:
-            with contextlib.suppress(ProcessLookupError):
+            # Exited meanwhile, or (after a setuid exec) not ours to signal.
+            with contextlib.suppress(OSError):
                 os.kill(pid, sig)
         return len(members)
 

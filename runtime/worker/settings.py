@@ -14,6 +14,8 @@ from runtime.policy.visibility import LeasePolicy
 
 # Fargate sends SIGKILL at most 120 s after SIGTERM.
 FARGATE_MAX_STOP_S = 120
+# Time an interrupted command needs after its kill: upload what changed, hand back.
+HAND_BACK_BUDGET_S = 5
 
 
 @dataclass(frozen=True)
@@ -29,8 +31,9 @@ class WorkerSettings:
     command_timeout_s: float = 3600
     lease: LeasePolicy = field(default_factory=LeasePolicy)
     upload_interval_s: float = 30
-    shutdown_grace_s: float = 20
+    shutdown_grace_s: float = 15
     kill_grace_s: float = 3
+    stop_timeout_s: float = 30
     aws_endpoint_url: str | None = None
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     command_env: Mapping[str, str] = field(default_factory=dict)
@@ -47,12 +50,16 @@ class WorkerSettings:
         prefix = env.text("S3_PREFIX", "projects/")
         if prefix.startswith("/") or not prefix.endswith("/"):
             raise SettingError(f"S3_PREFIX must be relative and end with '/', got {prefix!r}")
-        shutdown_grace_s = env.number("SHUTDOWN_GRACE_SECONDS", 20, minimum=0)
+        # The task's stopTimeout: SIGKILL follows SIGTERM after this long (ECS: 30 s).
+        stop_timeout_s = env.number("STOP_TIMEOUT_SECONDS", 30, minimum=5,
+                                    maximum=FARGATE_MAX_STOP_S)
+        shutdown_grace_s = env.number("SHUTDOWN_GRACE_SECONDS", 15, minimum=0)
         kill_grace_s = env.number("KILL_GRACE_SECONDS", 3, minimum=0.1, maximum=60)
-        if shutdown_grace_s + kill_grace_s > FARGATE_MAX_STOP_S - 10:
+        if shutdown_grace_s + kill_grace_s + HAND_BACK_BUDGET_S > stop_timeout_s:
             raise SettingError(
-                "SHUTDOWN_GRACE_SECONDS plus KILL_GRACE_SECONDS must leave 10 s of the "
-                f"{FARGATE_MAX_STOP_S} s Fargate allows after SIGTERM"
+                "SHUTDOWN_GRACE_SECONDS plus KILL_GRACE_SECONDS must leave "
+                f"{HAND_BACK_BUDGET_S} s of STOP_TIMEOUT_SECONDS ({stop_timeout_s:g}) to save "
+                "and hand back interrupted commands"
             )
         worker_id = env.optional_text("WORKER_ID")
         return cls(
@@ -72,6 +79,7 @@ class WorkerSettings:
             upload_interval_s=env.number("UPLOAD_INTERVAL_SECONDS", 30, minimum=1),
             shutdown_grace_s=shutdown_grace_s,
             kill_grace_s=kill_grace_s,
+            stop_timeout_s=stop_timeout_s,
             aws_endpoint_url=env.optional_text("AWS_ENDPOINT_URL"),
             command_env=command_environment(environ),
             **({"worker_id": worker_id} if worker_id else {}),

@@ -49,6 +49,8 @@ class Worker:
         self._running: set[CommandRun] = set()
         self._handling = 0
         self._stopping = False
+        self._stop_requested = trio.Event()
+        self._stop_deadline = math.inf
         self._slot_freed = trio.Event()
         self._nursery: trio.Nursery | None = None
         self.handled = 0
@@ -60,9 +62,15 @@ class Worker:
     def from_settings(cls, settings: WorkerSettings) -> Worker:
         """A worker with real clients: SQS and S3 (or their emulator), and Redis."""
         queue = CommandQueue(
-            make_client("sqs", endpoint_url=settings.aws_endpoint_url), settings.sqs_queue_url,
+            # Short timeouts and few attempts: a lease extension must end before the lease.
+            make_client("sqs", endpoint_url=settings.aws_endpoint_url, read_timeout_s=5,
+                        attempts=2),
+            settings.sqs_queue_url,
             # One thread per concurrent long poll and heartbeat, and a few spare.
             limiter=trio.CapacityLimiter(4 + 2 * settings.concurrency),
+            # Above the 20 s long poll, so the socket never cuts a poll short.
+            poll_client=make_client("sqs", endpoint_url=settings.aws_endpoint_url,
+                                    read_timeout_s=30, attempts=3),
         )
         storage = ProjectStorage(
             make_client("s3", endpoint_url=settings.aws_endpoint_url, pool_size=TRANSFER_THREADS),
@@ -95,6 +103,9 @@ class Worker:
         if self._stopping:
             return
         self._stopping = True
+        self._stop_requested.set()
+        # Everything must be settled a little before SIGKILL arrives.
+        self._stop_deadline = trio.current_time() + self.settings.stop_timeout_s - 1
         self._wake()
         logger.info("%s: stopping; %d command(s) running", self, len(self._running),
                     extra={"workerId": self.settings.worker_id})
@@ -104,7 +115,7 @@ class Worker:
     async def _interrupt_after_grace(self) -> None:
         await trio.sleep(self.settings.shutdown_grace_s)
         for run in list(self._running):
-            run.interrupt()
+            run.interrupt(self._stop_deadline)
 
     def _wake(self) -> None:
         self._slot_freed.set()
@@ -123,6 +134,10 @@ class Worker:
                 await self._slot_freed.wait()
                 idle_since = trio.current_time()
                 continue
+            if self._queue.fifo:
+                # One at a time: a batch may hold several commands of one project (one
+                # message group), which must run in order, not side by side.
+                free = 1
             try:
                 messages = await self._queue.receive(
                     max_messages=free, wait_s=wait_s,
@@ -131,13 +146,15 @@ class Worker:
             except QueueError as exc:
                 failures += 1
                 logger.warning("%s: receive failed: %s", self, exc)
-                await trio.sleep(backoff_delay(failures, base_s=1, cap_s=30))
+                with trio.move_on_after(backoff_delay(failures, base_s=1, cap_s=30)):
+                    await self._stop_requested.wait()
                 continue
             failures = 0
             if self._stopping:
                 await self._hand_back_unstarted(messages)
                 break
             if messages:
+                idle_since = trio.current_time()
                 for message in messages:
                     self._handling += 1
                     nursery.start_soon(self._handle, message)
@@ -169,14 +186,20 @@ class Worker:
             run = CommandRun(self._context, message, command)
             self._running.add(run)
             if self._stopping:
-                run.interrupt()
+                run.interrupt(self._stop_deadline)
             await run.execute()
         except Exception:
             # A fault in handling (not in the user's command). Hand the message back after
             # a lease: a message that fails every time reaches the dead-letter queue.
-            logger.exception("%s: handling message %s failed", self, message,
-                             extra={"messageId": message.message_id})
+            ids = {"messageId": message.message_id}
+            if run is not None:
+                ids.update(projectId=run.command.project_id, commandId=run.command.command_id)
+            logger.exception("%s: handling message %s failed", self, message, extra=ids)
             with trio.move_on_after(CLEANUP_S, shield=True):
+                if run is not None:
+                    with contextlib.suppress(BusUnavailable):
+                        await self._bus.mark_released(run.command.project_id,
+                                                      run.command.command_id)
                 with contextlib.suppress(QueueError):
                     await self._queue.release(
                         message, after_s=int(self.settings.lease.lease_s)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 import trio
 
 from runtime.aws.storage import ProjectStorage, StorageError
-from runtime.policy.paths import UnsafePath, safe_relative_path
+from runtime.policy.paths import UnsafePath, folder_conflicts, safe_relative_path
 from runtime.policy.sync_plan import ManifestEntry, plan_download, plan_upload
 
 from . import files
@@ -94,6 +95,9 @@ class Workspace:
                 report.skipped[relative] = str(exc)
                 continue
             safe[relative] = etag
+        for relative, reason in folder_conflicts(safe).items():
+            report.skipped[relative] = reason
+            del safe[relative]
         local = await self._scan(report)
         plan = plan_download(safe, {p: f.stat for p, f in local.items()}, manifest)
 
@@ -172,6 +176,12 @@ class Workspace:
         # only when all those names are inside the workspace.
         seen = Counter(f.inode for f in local.values())
         for relative, scanned in list(local.items()):
+            try:
+                safe_relative_path(relative)  # a command may make names S3 cannot hold
+            except UnsafePath as exc:
+                report.skipped[relative] = str(exc)
+                del local[relative]
+                continue
             if scanned.links > seen[scanned.inode]:
                 report.skipped[relative] = "hard link to a file outside the workspace"
                 del local[relative]
@@ -216,8 +226,13 @@ class Workspace:
 
     def _save_manifest(self, manifest: dict[str, ManifestEntry]) -> None:
         self._manifest_path.parent.mkdir(parents=True, exist_ok=True)
-        temp = self._manifest_path.with_suffix(".tmp")
-        temp.write_text(json.dumps(
+        temp = self._manifest_path.with_suffix(f".{secrets.token_hex(4)}.tmp")
+        data = json.dumps(
             {path: [e.etag, e.size, e.mtime_ns, e.mode] for path, e in manifest.items()}
-        ))
+        ).encode()
+        # O_EXCL|O_NOFOLLOW: never write through a link someone planted at the temp name.
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
         os.replace(temp, self._manifest_path)

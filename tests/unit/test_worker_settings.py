@@ -33,7 +33,8 @@ def test_defaults():
     assert s.command_timeout_s == 3600
     assert s.lease == LeasePolicy(lease_s=60, extend_every_s=20)
     assert s.upload_interval_s == 30
-    assert s.shutdown_grace_s == 20
+    assert s.shutdown_grace_s == 15
+    assert s.stop_timeout_s == 30
     assert s.kill_grace_s == 3
     assert s.aws_endpoint_url is None
     assert s.worker_id
@@ -57,6 +58,7 @@ def test_every_setting_is_read():
         UPLOAD_INTERVAL_SECONDS="10",
         SHUTDOWN_GRACE_SECONDS="30",
         KILL_GRACE_SECONDS="5",
+        STOP_TIMEOUT_SECONDS="60",
         AWS_ENDPOINT_URL="http://localhost:5000",
         WORKER_ID="worker-a",
     )
@@ -114,7 +116,8 @@ def test_required_setting_missing_names_it(missing):
         ("LEASE_SECONDS", str(SQS_MAX_VISIBILITY_S + 1)),
         ("UPLOAD_INTERVAL_SECONDS", "0.5"),
         ("SHUTDOWN_GRACE_SECONDS", "-1"),
-        ("SHUTDOWN_GRACE_SECONDS", "108"),  # 108 + 3 leaves less than 10 s of Fargate's 120
+        ("SHUTDOWN_GRACE_SECONDS", "23"),  # 23 + 3 leaves less than 5 s of the 30 s stop
+        ("STOP_TIMEOUT_SECONDS", "121"),  # beyond what Fargate allows
         ("SHUTDOWN_GRACE_SECONDS", "nan"),
         ("KILL_GRACE_SECONDS", "0"),
         ("KILL_GRACE_SECONDS", "61"),
@@ -135,11 +138,13 @@ def test_command_timeout_up_to_the_ceiling_minus_one_lease_is_accepted():
         settings(COMMAND_TIMEOUT_SECONDS=str(longest + 1))
 
 
-def test_shutdown_grace_limit_counts_the_kill_grace():
-    assert settings(SHUTDOWN_GRACE_SECONDS="107").shutdown_grace_s == 107
-    assert settings(SHUTDOWN_GRACE_SECONDS="100", KILL_GRACE_SECONDS="10").kill_grace_s == 10
+def test_shutdown_grace_limit_counts_the_kill_grace_and_the_stop_timeout():
+    assert settings(SHUTDOWN_GRACE_SECONDS="22").shutdown_grace_s == 22
+    assert settings(STOP_TIMEOUT_SECONDS="120", SHUTDOWN_GRACE_SECONDS="100",
+                    KILL_GRACE_SECONDS="15").kill_grace_s == 15
     with pytest.raises(SettingError, match="SHUTDOWN_GRACE_SECONDS plus KILL_GRACE_SECONDS"):
-        settings(SHUTDOWN_GRACE_SECONDS="100", KILL_GRACE_SECONDS="11")
+        settings(STOP_TIMEOUT_SECONDS="120", SHUTDOWN_GRACE_SECONDS="100",
+                 KILL_GRACE_SECONDS="16")
 
 
 def test_command_env_never_carries_worker_secrets():
