@@ -177,3 +177,18 @@ async def test_command_environment_holds_no_worker_secrets(
     assert "TERM=xterm-256color" in text
     for secret in ("AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "REDIS_URL", "SQS_QUEUE_URL"):
         assert secret not in text
+
+
+async def test_signal_gets_through_while_the_command_ignores_its_input(
+    aws, redis_server, redis_client, tmp_path
+):
+    aws.send({"projectId": "io", "terminalId": "t", "commandId": "c1",
+              "command": "stty -icanon -echo; echo ready; sleep 300"})
+    async with running_worker(aws.worker_env(redis_server.url, tmp_path)):
+        await wait_for_events(redis_client, "io", "t", lambda ev: "ready" in output_text(ev))
+        # Far more keystrokes than the PTY takes while nobody reads them.
+        for _ in range(40):
+            await send_input(redis_client, "io", "t", {"type": "stdin", "data": "x" * 8000})
+        await send_input(redis_client, "io", "t", {"type": "signal", "name": "SIGINT"})
+        events = await wait_for_events(redis_client, "io", "t", has_exit())
+    assert events[-1]["signal"] == "SIGINT" or events[-1]["exitCode"] == 130

@@ -97,3 +97,21 @@ async def test_executable_bit_survives_the_round_trip_through_s3(
         events = await wait_for_events(redis_client, "modes", "t", has_exit("c2"))
     assert events[-1]["exitCode"] == 0
     assert output_text(events, "c2").strip() == "ran"
+
+
+async def test_file_names_s3_cannot_hold_are_skipped_and_the_project_keeps_working(
+    aws, redis_server, redis_client, tmp_path
+):
+    aws.send({"projectId": "names", "terminalId": "t", "commandId": "c1",
+              "command": "touch $'bad\\xff'; echo ok > good.txt"})
+    env = aws.worker_env(redis_server.url, tmp_path, UPLOAD_INTERVAL_SECONDS=1)
+    async with running_worker(env):
+        first = await wait_for_events(redis_client, "names", "t", has_exit("c1"))
+        aws.send({"projectId": "names", "terminalId": "t", "commandId": "c2",
+                  "command": "cat good.txt"})
+        second = await wait_for_events(redis_client, "names", "t", has_exit("c2"))
+    assert first[-1]["exitCode"] == 0
+    assert second[-1]["exitCode"] == 0
+    assert output_text(second, "c2").strip() == "ok"
+    assert aws.files("names") == {"good.txt": b"ok\n"}
+    assert aws.queue_counts() == (0, 0)

@@ -267,6 +267,18 @@ async def test_folder_marker_of_the_project_itself_is_quietly_ignored(aws, tmp_p
     assert local_tree(tmp_path / PROJECT) == {"fine.txt": b"ok"}
 
 
+async def test_file_and_folder_of_one_name_keep_the_file_and_the_project_syncs(
+    aws, tmp_path
+):
+    aws.put_file(PROJECT, "foo", b"file")
+    aws.put_file(PROJECT, "foo/bar", b"nested")  # S3 allows both; a file system cannot
+
+    report = await make_workspace(tmp_path, aws).pull()
+
+    assert "'foo' is a file" in report.skipped["foo/bar"]
+    assert local_tree(tmp_path / PROJECT) == {"foo": b"file"}
+
+
 # --- symlinks on pull -------------------------------------------------------------------
 
 

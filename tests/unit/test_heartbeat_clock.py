@@ -9,7 +9,7 @@ import trio.testing
 from runtime.aws.queue import LeaseLost, QueueError, ReceivedMessage
 from runtime.bus.terminal_bus import BusUnavailable
 from runtime.policy.visibility import SQS_MAX_VISIBILITY_S, LeasePolicy
-from runtime.worker.heartbeat import VisibilityHeartbeat
+from runtime.worker.heartbeat import ProjectLease, VisibilityHeartbeat
 from runtime.worker.output import OutputPublisher
 
 
@@ -145,3 +145,44 @@ async def test_output_beyond_the_bound_is_dropped_and_reported_while_redis_is_do
     dropped = [e for e in bus.published if "output_dropped" in e]
     assert len(dropped) == 1
     assert "bytes of output were dropped" in dropped[0]
+
+
+async def test_confirm_extends_now_and_reports_a_lost_lease(autojump_clock):
+    queue = RecordingQueue(failures=[None, LeaseLost("ReceiptHandleIsInvalid")])
+    heartbeat = VisibilityHeartbeat(queue, message_at(trio.current_time()), LeasePolicy(60, 20))
+    lost = []
+    assert await heartbeat.confirm(lost.append)
+    assert not await heartbeat.confirm(lost.append)
+    assert len(queue.calls) == 2
+    assert lost == [heartbeat.lost]
+
+
+class LeaseBus:
+    """Stands in for Redis's project lock: renewals and takeovers as scripted."""
+
+    def __init__(self, renewals, acquisitions):
+        self.renewals = list(renewals)
+        self.acquisitions = list(acquisitions)
+
+    async def renew_project(self, project, token, ttl):
+        return self.renewals.pop(0)
+
+    async def acquire_project(self, project, token, ttl):
+        return self.acquisitions.pop(0)
+
+
+async def test_project_lease_that_lapsed_is_taken_again(autojump_clock):
+    bus = LeaseBus(renewals=[True, False, True], acquisitions=[True])
+    lost = []
+    with trio.move_on_after(65):
+        await ProjectLease(bus, "p", "me", LeasePolicy(60, 20)).keep(lost.append)
+    assert lost == []
+    assert bus.renewals == []
+
+
+async def test_project_lease_taken_by_another_worker_is_reported_lost(autojump_clock):
+    bus = LeaseBus(renewals=[True, False], acquisitions=[False])
+    lost = []
+    with trio.move_on_after(1000):
+        await ProjectLease(bus, "p", "me", LeasePolicy(60, 20)).keep(lost.append)
+    assert lost == ["project p was taken over by another worker"]

@@ -8,6 +8,7 @@ from runtime.policy.paths import (
     MAX_PATH_BYTES,
     MAX_SEGMENT_BYTES,
     UnsafePath,
+    folder_conflicts,
     safe_relative_path,
 )
 
@@ -72,3 +73,10 @@ def test_rejects_unsafe_paths(relative, reason):
 
 def test_unsafe_path_is_a_value_error():
     assert issubclass(UnsafePath, ValueError)
+
+
+def test_a_file_and_a_folder_of_the_same_name_keep_the_file():
+    conflicts = folder_conflicts(["foo", "foo/bar", "foo/baz/qux", "other/a", "other2"])
+    assert set(conflicts) == {"foo/bar", "foo/baz/qux"}
+    assert "'foo' is a file" in conflicts["foo/bar"]
+    assert folder_conflicts(["a/b", "a/c", "ab"]) == {}
