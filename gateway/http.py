@@ -8,6 +8,7 @@ is a GET for the page, its assets, or ``/healthz``.
 from __future__ import annotations
 
 import mimetypes
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -119,13 +120,34 @@ class ReplayStream(trio.abc.Stream):
         await self._stream.aclose()
 
 
+# What lives under the web root for building and testing the page, not for browsers.
+UNSERVED_DIRECTORIES = frozenset({"node_modules"})
+UNSERVED_FILES = frozenset({"package.json", "package-lock.json"})
+UNSERVED_SUFFIXES = (".test.js",)
+
+
+def is_served(name: str) -> bool:
+    return not (name.startswith(".") or name in UNSERVED_FILES
+                or name.endswith(UNSERVED_SUFFIXES))
+
+
+def web_files(root: Path) -> list[Path]:
+    """The files under ``root`` a browser may fetch; build and test folders are not walked."""
+    found = []
+    for directory, subdirectories, files in os.walk(root):
+        subdirectories[:] = [name for name in subdirectories
+                             if not name.startswith(".") and name not in UNSERVED_DIRECTORIES]
+        found.extend(Path(directory, name) for name in files if is_served(name))
+    return sorted(found)
+
+
 class StaticFiles:
     """The page and its assets, read once at start; only these paths are ever served."""
 
     def __init__(self, root: Path):
         self._files: dict[str, tuple[bytes, str]] = {}
-        for path in sorted(root.rglob("*")):
-            if path.is_file() and not path.name.startswith("."):
+        for path in web_files(root):
+            if path.is_file():
                 relative = path.relative_to(root).as_posix()
                 content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
                 if content_type.startswith("text/") or content_type.endswith("javascript"):
