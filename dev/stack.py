@@ -2,16 +2,20 @@
 
 Starts a moto server (SQS, S3, ECS) in-process and a redis-server on free ports,
 creates the command queue with its dead-letter queue and the project bucket, uploads a
-sample project, starts a worker (``python -m runtime``), then reads command lines from
-the keyboard, enqueues each one as the seed's message and prints the terminal's events
-as they stream back through Redis. Ctrl-D or Ctrl-C stops everything it started.
+sample project, starts a worker (``python -m runtime``) and the gateway
+(``python -m gateway``, with development tokens) and prints the web terminal's URL.
+From a keyboard it also reads command lines, enqueues each as the seed's message and
+prints the terminal's events as they stream back through Redis. Ctrl-C (or Ctrl-D)
+stops everything it started.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -26,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from runtime.contract import keys  # noqa: E402
-from tests.servers import TEST_CREDENTIALS, MotoServer, RedisServer  # noqa: E402
+from tests.servers import TEST_CREDENTIALS, MotoServer, RedisServer, free_port  # noqa: E402
 
 PROJECT, TERMINAL = "sample", "term-1"
 
@@ -57,7 +61,10 @@ def print_events(client: redis.Redis, done: threading.Event) -> None:
     pubsub = client.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(keys.output_channel(PROJECT, TERMINAL))
     while not done.is_set():
-        message = pubsub.get_message(timeout=0.2)
+        try:
+            message = pubsub.get_message(timeout=0.2)
+        except redis.ConnectionError:
+            return
         if not message:
             continue
         event = json.loads(message["data"])
@@ -93,6 +100,16 @@ def main() -> int:
     worker = subprocess.Popen([sys.executable, "-m", "runtime"], env=env, cwd=ROOT,
                               stdout=log, stderr=subprocess.STDOUT)
     step(f"worker pid {worker.pid}, log {log.name}", started)
+    port = int(os.environ.get("GATEWAY_PORT") or free_port())
+    gateway_log = open(Path(workspaces) / "gateway.log", "w")  # noqa: SIM115
+    gateway = subprocess.Popen([sys.executable, "-m", "gateway"], cwd=ROOT, env={
+        **env, "GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": str(port),
+        "GATEWAY_SECRET": secrets.token_urlsafe(32), "GATEWAY_DEV_TOKENS": "true",
+        "GATEWAY_ALLOWED_ORIGINS": f"http://127.0.0.1:{port},http://localhost:{port}",
+    }, stdout=gateway_log, stderr=subprocess.STDOUT)
+    step(f"gateway pid {gateway.pid}, log {gateway_log.name}", started)
+    print(f"\nweb terminal: http://127.0.0.1:{port}/?project={PROJECT}&terminal={TERMINAL}",
+          flush=True)
     sqs = boto3.client("sqs", endpoint_url=moto.url,
                        region_name=TEST_CREDENTIALS["AWS_REGION"])
     done = threading.Event()
@@ -100,29 +117,41 @@ def main() -> int:
         target=print_events, args=(redis_server.client(), done), daemon=True
     )
     printer.start()
-    print(f"\nproject '{PROJECT}', terminal '{TERMINAL}': type a command, Ctrl-D to stop\n$ ",
-          end="", flush=True)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        for line in sys.stdin:
-            if line.strip():
-                sqs.send_message(QueueUrl=resources["queue"], MessageBody=json.dumps(
-                    {"projectId": PROJECT, "terminalId": TERMINAL, "command": line.strip()}
-                ))
-            else:
-                print("$ ", end="", flush=True)
+        if sys.stdin.isatty():
+            print("or type a command here (same terminal), Ctrl-D to stop\n$ ", end="",
+                  flush=True)
+            for line in sys.stdin:
+                if line.strip():
+                    sqs.send_message(QueueUrl=resources["queue"], MessageBody=json.dumps(
+                        {"projectId": PROJECT, "terminalId": TERMINAL, "command": line.strip()}
+                    ))
+                else:
+                    print("$ ", end="", flush=True)
+        else:
+            print("Ctrl-C to stop", flush=True)
+            signal.pause()
     except KeyboardInterrupt:
         pass
     finally:
+        # A second Ctrl-C must not cut the clean-up short and leave processes behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("\nstopping", flush=True)
         done.set()
-        worker.terminate()
-        try:
-            worker.wait(40)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        printer.join(5)
+        for process in (gateway, worker):
+            process.terminate()
+        for process in (gateway, worker):
+            try:
+                process.wait(40)
+            except subprocess.TimeoutExpired:
+                process.kill()
         redis_server.stop()
         moto.stop()
         log.close()
+        gateway_log.close()
         shutil.rmtree(workspaces, ignore_errors=True)
     return 0
 
