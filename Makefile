@@ -11,13 +11,18 @@ VENDOR := $(WEB)/vendor
 NPM_INSTALLED := $(WEB)/node_modules/.installed
 VENDORED := $(VENDOR)/xterm.js $(VENDOR)/xterm.css $(VENDOR)/addon-fit.js
 
-.PHONY: run test test-web lint system-deps web-assets clean
+.PHONY: run test test-web lint system-deps web-assets constraints clean
 
-$(INSTALLED): pyproject.toml
+# constraints.txt pins every Python package (a known-good set, and no slow resolution
+# between awscli's and boto3's pins of botocore); refresh it with `make constraints`.
+$(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
+
+constraints: $(INSTALLED)
+	$(BIN)/pip freeze --exclude-editable > constraints.txt
 
 # From Debian's packages when missing: redis-server (tests start their own), node and npm
 # (the page's assets and tests), chromium (the browser test drives /usr/bin/chromium).
