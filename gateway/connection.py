@@ -158,6 +158,7 @@ class TerminalConnection:
                 message.to_body(), group_id=grant.project_id, deduplication_id=command_id
             )
             self._say(json.dumps({"type": "queued", "commandId": command_id}))
+            await self._store.wake_scaler()
             logger.info("%s: queued %s", self, command_id, extra={
                 "projectId": grant.project_id, "terminalId": grant.terminal_id,
                 "commandId": command_id, "user": grant.user,

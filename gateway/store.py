@@ -35,6 +35,10 @@ class GatewayStore:
             self._redis.set, keys.used_token(token_id), 1, nx=True, exat=expires_at
         ))
 
+    async def wake_scaler(self) -> None:
+        """A command was enqueued: a scaler with no live worker should not wait."""
+        await self._call(self._redis.publish, keys.SCALER_WAKE_CHANNEL, "command")
+
     async def send_input(self, project_id: str, terminal_id: str, message: dict) -> None:
         await self._call(
             self._redis.publish, keys.input_channel(project_id, terminal_id), json.dumps(message)

@@ -127,6 +127,16 @@ class CommandQueue:
             for raw in response.get("Messages", [])
         ]
 
+    async def depth(self) -> tuple[int, int]:
+        """Messages waiting, and messages in flight (received, not yet deleted)."""
+        attributes = (await self._call(
+            "get_queue_attributes", QueueUrl=self.url,
+            AttributeNames=["ApproximateNumberOfMessages",
+                            "ApproximateNumberOfMessagesNotVisible"],
+        ))["Attributes"]
+        return (int(attributes["ApproximateNumberOfMessages"]),
+                int(attributes["ApproximateNumberOfMessagesNotVisible"]))
+
     async def set_visibility(self, message: ReceivedMessage, seconds: int) -> None:
         """Change how long the message stays hidden; ``LeaseLost`` if it is no longer ours."""
         try:

@@ -36,3 +36,8 @@ def project_lease(project_id: str) -> str:
 def used_token(token_id: str) -> str:
     """Marks a gateway token (its ``jti``) as used until it expires."""
     return f"gateway:token:{token_id}"
+
+
+SCALER_WAKE_CHANNEL = "scaler:wake"
+"""The gateway publishes here when it enqueues a command, so a scaler with no live worker
+evaluates at once instead of at its next interval."""
