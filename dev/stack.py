@@ -2,7 +2,8 @@
 
 Starts a moto server (SQS, S3, ECS) in-process and a redis-server on free ports,
 creates the command queue with its dead-letter queue and the project bucket, uploads a
-sample project, starts a worker (``python -m runtime``) and the gateway
+sample project, starts the scaler (``python -m scaler``, launching workers as local
+processes: one kept warm, more while commands wait) and the gateway
 (``python -m gateway``, with development tokens) and prints the web terminal's URL.
 From a keyboard it also reads command lines, enqueues each as the seed's message and
 prints the terminal's events as they stream back through Redis. Ctrl-C (or Ctrl-D)
@@ -94,12 +95,14 @@ def main() -> int:
         **os.environ, **TEST_CREDENTIALS,
         "AWS_ENDPOINT_URL": moto.url, "SQS_QUEUE_URL": resources["queue"],
         "S3_BUCKET": resources["bucket"], "REDIS_URL": redis_server.url,
-        "WORKSPACE_ROOT": workspaces, "IDLE_TIMEOUT_SECONDS": "0", "RECEIVE_WAIT_SECONDS": "2",
+        "WORKSPACE_ROOT": workspaces, "IDLE_TIMEOUT_SECONDS": "30", "RECEIVE_WAIT_SECONDS": "2",
+        "SCALER_LAUNCHER": "local", "ECS_MIN_TASKS": "1", "ECS_MAX_TASKS": "4",
+        "SCALER_INTERVAL_SECONDS": "10",
     }
-    log = open(Path(workspaces) / "worker.log", "w")  # noqa: SIM115
-    worker = subprocess.Popen([sys.executable, "-m", "runtime"], env=env, cwd=ROOT,
+    log = open(Path(workspaces) / "scaler-and-workers.log", "w")  # noqa: SIM115
+    scaler = subprocess.Popen([sys.executable, "-m", "scaler"], env=env, cwd=ROOT,
                               stdout=log, stderr=subprocess.STDOUT)
-    step(f"worker pid {worker.pid}, log {log.name}", started)
+    step(f"scaler pid {scaler.pid} (local workers), log {log.name}", started)
     port = int(os.environ.get("GATEWAY_PORT") or free_port())
     gateway_log = open(Path(workspaces) / "gateway.log", "w")  # noqa: SIM115
     gateway = subprocess.Popen([sys.executable, "-m", "gateway"], cwd=ROOT, env={
@@ -141,9 +144,9 @@ def main() -> int:
         print("\nstopping", flush=True)
         done.set()
         printer.join(5)
-        for process in (gateway, worker):
+        for process in (gateway, scaler):
             process.terminate()
-        for process in (gateway, worker):
+        for process in (gateway, scaler):
             try:
                 process.wait(40)
             except subprocess.TimeoutExpired:
