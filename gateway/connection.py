@@ -251,6 +251,21 @@ class TerminalConnection:
             await self._send(text)
             self._cursor.sent(seq)
 
+    async def _history_was_reset(self, after: int) -> bool:
+        """Redis lost the terminal's data (a restart without persistence): seq restarted.
+
+        The client is told, and delivery starts again from the new beginning, rather than
+        every new event looking like one it already has.
+        """
+        grant = self.grant
+        newest = await self._store.newest_seq(grant.project_id, grant.terminal_id)
+        if newest >= after:
+            return False
+        await self._send(gateway_error(
+            "history_reset", "the terminal's history was lost; numbering starts again"))
+        self._cursor.last = 0
+        return True
+
     async def _catch_up(self) -> None:
         """Send kept history after the cursor until nothing newer has been seen live."""
         grant = self.grant
@@ -268,6 +283,8 @@ class TerminalConnection:
                     logger.warning("%s: history unavailable: %s", self, exc)
                     self._check_history = True  # try again on the next wake-up
                     return
+                if not page and after and await self._history_was_reset(after):
+                    continue
                 if page and page[0][0] > after + 1 and self._cursor.last is not None:
                     await self._send(gateway_error(
                         "history_truncated",

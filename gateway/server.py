@@ -59,6 +59,10 @@ class GatewayServer:
         self.port: int | None = None
 
     @property
+    def hub_connected(self) -> bool:
+        return self._hub.connected
+
+    @property
     def connection_count(self) -> int:
         return len(self._connections)
 

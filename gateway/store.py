@@ -44,6 +44,13 @@ class GatewayStore:
             self._redis.publish, keys.input_channel(project_id, terminal_id), json.dumps(message)
         )
 
+    async def newest_seq(self, project_id: str, terminal_id: str) -> int:
+        """The seq of the newest kept event; 0 when the terminal has no history."""
+        newest = await self._call(
+            self._redis.xrevrange, keys.history_stream(project_id, terminal_id), count=1
+        )
+        return int(newest[0][0].split(b"-")[0]) if newest else 0
+
     async def history_page(self, project_id: str, terminal_id: str, after: int,
                            count: int = HISTORY_PAGE) -> list[tuple[int, str]]:
         """Up to ``count`` kept events with a seq above ``after``, oldest first."""

@@ -264,6 +264,11 @@ class TerminalSession {
 
   failed(frame) {
     const fromWorker = typeof frame.seq === "number";
+    if (frame.code === "history_reset") {
+      // Redis lost the terminal's history and numbering starts again from 1.
+      this.lastSeq = 0;
+      this.resumingAfter = null;
+    }
     if (frame.code === "history_truncated" && this.resumingAfter !== null) {
       // The replay starts later than asked: whatever seq comes next begins it.
       this.resumingAfter = null;
