@@ -67,9 +67,11 @@ def decide(observation: Observation, limits: ScalingLimits) -> Decision:
     system keeps ``min_tasks`` workers without replacing them every interval.
     """
     desired = desired_task_count(observation.visible + observation.in_flight, limits)
-    room = max(0, limits.max_tasks - observation.live)
-    floor = min(max(0, limits.min_tasks - observation.live_floor), room)
-    burst = min(max(0, desired - observation.live - floor), room - floor)
+    missing = max(0, desired - observation.live)
+    # The floor is refilled only where live tasks fall short of what is desired: burst
+    # tasks still alive cover it until they idle out.
+    floor = min(max(0, limits.min_tasks - observation.live_floor), missing)
+    burst = missing - floor
     return Decision(desired=desired, floor=floor, burst=burst)
 
 
