@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 
-import redis
 import trio
 
-from runtime.bus.terminal_bus import BusUnavailable, connect
+from runtime.bus.terminal_bus import call_redis, connect
 from runtime.contract import keys
 
 HISTORY_PAGE = 500
@@ -19,12 +18,7 @@ class GatewayStore:
         self._limiter = limiter or trio.CapacityLimiter(16)
 
     async def _call(self, fn, *args, **kwargs):
-        try:
-            return await trio.to_thread.run_sync(
-                lambda: fn(*args, **kwargs), limiter=self._limiter
-            )
-        except redis.RedisError as exc:
-            raise BusUnavailable(f"redis: {exc}") from exc
+        return await call_redis(self._limiter, fn, *args, **kwargs)
 
     async def ping(self) -> None:
         await self._call(self._redis.ping)

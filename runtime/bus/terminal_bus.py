@@ -75,6 +75,14 @@ class BusUnavailable(Exception):
     """Redis could not be reached or refused the call."""
 
 
+async def call_redis(limiter: trio.CapacityLimiter, fn, *args, **kwargs):
+    """A blocking redis-py call in a worker thread; its failures as ``BusUnavailable``."""
+    try:
+        return await trio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=limiter)
+    except redis.RedisError as exc:
+        raise BusUnavailable(f"redis: {exc}") from exc
+
+
 @dataclass(frozen=True)
 class CommandRecord:
     attempt: int
@@ -102,12 +110,7 @@ class TerminalBus:
         self._delete = client.register_script(_DELETE_IF_OWNER)
 
     async def _call(self, fn, *args, **kwargs):
-        try:
-            return await trio.to_thread.run_sync(
-                lambda: fn(*args, **kwargs), limiter=self._limiter
-            )
-        except redis.RedisError as exc:
-            raise BusUnavailable(f"redis: {exc}") from exc
+        return await call_redis(self._limiter, fn, *args, **kwargs)
 
     async def ping(self) -> None:
         await self._call(self._redis.ping)

@@ -57,30 +57,24 @@ class EnvReader:
         self, name: str, default: int | None = None, *, minimum: int | None = None,
         maximum: int | None = None,
     ) -> int:
-        raw = self._raw(name)
-        if raw is None:
-            if default is None:
-                raise SettingError(f"{name} is required but not set")
-            return _in_range(name, default, minimum, maximum)
-        try:
-            value = int(raw)
-        except ValueError:
-            raise SettingError(f"{name} must be a whole number, got {raw!r}") from None
-        return _in_range(name, value, minimum, maximum)
+        return self._numeric(name, default, int, "a whole number", minimum, maximum)
 
     def number(
         self, name: str, default: float | None = None, *, minimum: float | None = None,
         maximum: float | None = None,
     ) -> float:
+        return self._numeric(name, default, float, "a number", minimum, maximum)
+
+    def _numeric(self, name, default, convert, kind, minimum, maximum):
         raw = self._raw(name)
         if raw is None:
             if default is None:
                 raise SettingError(f"{name} is required but not set")
             return _in_range(name, default, minimum, maximum)
         try:
-            value = float(raw)
+            value = convert(raw)
         except ValueError:
-            raise SettingError(f"{name} must be a number, got {raw!r}") from None
+            raise SettingError(f"{name} must be {kind}, got {raw!r}") from None
         if value != value or value in (float("inf"), float("-inf")):
             raise SettingError(f"{name} must be a finite number, got {raw!r}")
         return _in_range(name, value, minimum, maximum)
