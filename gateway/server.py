@@ -129,8 +129,13 @@ class GatewayServer:
                 await self._websocket(stream, head)
             else:
                 await self._http(stream, head)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError,
+                trio_websocket.ConnectionClosed):
+            pass  # the client went away
+        except Exception:
+            # Every connection runs in one shared nursery: a fault in one must end that
+            # connection only, never the gateway and everyone else's terminals.
+            logger.exception("connection for %s failed", head.path)
         finally:
             with trio.move_on_after(1, shield=True):
                 await stream.aclose()

@@ -359,3 +359,19 @@ async def test_redis_restart_that_loses_the_history_does_not_freeze_the_terminal
         redis_server.stop()
     assert frames[0]["code"] == "history_reset"
     assert frames[-1]["seq"] == 1
+
+
+async def test_a_client_vanishing_mid_handshake_leaves_the_gateway_serving(gateway):
+    for _ in range(5):
+        stream = await trio.open_tcp_stream("127.0.0.1", gateway.port)
+        await stream.send_all(
+            f"GET /terminals/p1/t1?token={token()} HTTP/1.1\r\nHost: x\r\n"
+            f"Origin: {GATEWAY_ORIGIN}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            .encode())
+        await stream.aclose()
+    async with open_websocket_url(url(gateway), extra_headers=ORIGIN) as ws:
+        await ws.send_message('{"type": "bogus"}')
+        assert (await receive_json(ws))["code"] == "bad_frame"
+    status, _ = await http_get(gateway.port, "/healthz")
+    assert status == 200
