@@ -175,7 +175,8 @@ class TerminalConnection:
             await self._store.send_input(grant.project_id, grant.terminal_id,
                                          {"type": "signal", "name": frame.name})
         elif isinstance(frame, Resume):
-            self._resume_after = frame.after
+            # Never behind what this connection already delivered: exactly once holds.
+            self._resume_after = max(frame.after, self._cursor.last or 0)
             self._wake()
         self._client_spoke.set()
 
@@ -212,6 +213,9 @@ class TerminalConnection:
         self._catching_up = self._resume_after is not None
         try:
             while True:
+                # Taken before sending: a wake-up that comes while a frame goes out is
+                # then still seen, not lost with a replaced event.
+                changed = self._changed
                 await self._send_pending()
                 if self._closing is not None:
                     code, reason = self._closing
@@ -219,7 +223,7 @@ class TerminalConnection:
                         await self._ws.aclose(code=code, reason=reason)
                     scope.cancel()
                     return
-                await self._changed.wait()
+                await changed.wait()
         except ConnectionClosed:
             scope.cancel()
 
@@ -258,7 +262,10 @@ class TerminalConnection:
         every new event looking like one it already has.
         """
         grant = self.grant
-        newest = await self._store.newest_seq(grant.project_id, grant.terminal_id)
+        try:
+            newest = await self._store.newest_seq(grant.project_id, grant.terminal_id)
+        except BusUnavailable:
+            return False
         if newest >= after:
             return False
         await self._send(gateway_error(
@@ -283,7 +290,8 @@ class TerminalConnection:
                     logger.warning("%s: history unavailable: %s", self, exc)
                     self._check_history = True  # try again on the next wake-up
                     return
-                if not page and after and await self._history_was_reset(after):
+                if not page and after and (self._cursor.last or 0) >= self._newest_live \
+                        and await self._history_was_reset(after):
                     continue
                 if page and page[0][0] > after + 1 and self._cursor.last is not None:
                     await self._send(gateway_error(
@@ -293,9 +301,12 @@ class TerminalConnection:
                 for seq, text in page:
                     await self._send(text)
                     self._cursor.sent(seq)
-                if not page or (len(page) < HISTORY_PAGE
-                                and (self._cursor.last or 0) >= self._newest_live):
+                if len(page) < HISTORY_PAGE and (self._cursor.last or 0) >= self._newest_live:
                     return
+                if not page:
+                    # Seen live but not yet read back: the history write precedes the
+                    # publish, so the next read has it.
+                    await trio.sleep(0.01)
         finally:
             self._catching_up = False
             self._newest_live = 0

@@ -89,7 +89,7 @@ def parse_client_frame(text: str | bytes):
         return SendSignal(name)
     if kind == "resume":
         after = frame.get("after", 0)
-        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+        if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after < 2**53:
             raise FrameError("resume.after must be a non-negative integer")
         return Resume(after)
-    raise FrameError(f"unknown frame type {kind!r}")
+    raise FrameError(f"unknown frame type {str(kind)[:40]!r}")

@@ -68,7 +68,10 @@ def parse_head(data: bytes) -> RequestHead:
         raise BadRequest(str(exc)) from None
     if not isinstance(event, h11.Request):
         raise BadRequest("not an HTTP request")
-    target = urlsplit(event.target.decode("latin-1"))
+    try:
+        target = urlsplit(event.target.decode("latin-1"))
+    except ValueError as exc:
+        raise BadRequest(f"bad request target: {exc}") from None
     headers: dict[str, str] = {}
     for name, value in event.headers:
         key = name.decode("latin-1").lower()

@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 WEB_ROOT = Path(__file__).parent / "web"
 HEAD_TIMEOUT_S = 10
+# From the request head to an accepted (or refused) websocket.
+HANDSHAKE_TIMEOUT_S = 10
+MAX_TOKEN_LIFETIME_S = 24 * 60 * 60
 TERMINAL_PATH = re.compile(r"/terminals/([^/]+)/([^/]+)")
 
 
@@ -177,13 +180,16 @@ class GatewayServer:
         if origin not in self.settings.allowed_origins:
             raise Refused(403, f"origin {origin!r} is not allowed")
         project_id, terminal_id = match.groups()
+        now = time.time()
         try:
             grant = verify_token(self.settings.secret, head.query.get("token"),
-                                 project_id=project_id, terminal_id=terminal_id, now=time.time())
+                                 project_id=project_id, terminal_id=terminal_id, now=now)
         except TokenRejected as exc:
             raise Refused(403, exc.reason) from None
+        if grant.expires_at - now > MAX_TOKEN_LIFETIME_S:
+            raise Refused(403, "token lives too long; terminal tokens must be short-lived")
         try:
-            first_use = await self._store.claim_token(grant.token_id, grant.expires_at)
+            first_use = await self._store.claim_token(grant.token_id, grant.expires_at, now)
         except BusUnavailable:
             raise Refused(503, "terminal service unavailable") from None
         if not first_use:
@@ -192,17 +198,23 @@ class GatewayServer:
 
     async def _websocket(self, stream: trio.SocketStream, head: RequestHead) -> None:
         async with trio.open_nursery() as nursery:
-            request = await trio_websocket.wrap_server_stream(
-                nursery, ReplayStream(stream, head.raw), max_message_size=MAX_FRAME_BYTES
-            )
-            try:
-                grant = await self._authorize(head)
-            except Refused as exc:
-                logger.info("refused websocket for %s: %s", head.path, exc.reason)
-                await request.reject(exc.status, body=f"{exc.reason}\n".encode())
+            # A malformed upgrade makes trio-websocket answer 400 without ever returning
+            # a request: the timeout ends such handshakes.
+            with trio.move_on_after(HANDSHAKE_TIMEOUT_S) as handshake:
+                request = await trio_websocket.wrap_server_stream(
+                    nursery, ReplayStream(stream, head.raw), max_message_size=MAX_FRAME_BYTES
+                )
+                try:
+                    grant = await self._authorize(head)
+                except Refused as exc:
+                    logger.info("refused websocket for %s: %s", head.path, exc.reason)
+                    await request.reject(exc.status, body=f"{exc.reason}\n".encode())
+                    nursery.cancel_scope.cancel()
+                    return
+                ws = await request.accept()
+            if handshake.cancelled_caught:
                 nursery.cancel_scope.cancel()
                 return
-            ws = await request.accept()
             connection = TerminalConnection(
                 ws, grant, hub=self._hub, store=self._store, queue=self._queue,
                 settings=self.settings,

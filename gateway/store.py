@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import trio
 
@@ -10,6 +11,7 @@ from runtime.bus.terminal_bus import call_redis, connect
 from runtime.contract import keys
 
 HISTORY_PAGE = 500
+CLOCK_SKEW_MARGIN_S = 60
 
 
 class GatewayStore:
@@ -23,10 +25,15 @@ class GatewayStore:
     async def ping(self) -> None:
         await self._call(self._redis.ping)
 
-    async def claim_token(self, token_id: str, expires_at: int) -> bool:
-        """True the first time a token is used; False for every later use."""
+    async def claim_token(self, token_id: str, expires_at: float, now: float) -> bool:
+        """True the first time a token is used; False for every later use.
+
+        Remembered relative to our clock, with a margin, so Redis's clock running ahead
+        cannot forget a token that our check still accepts.
+        """
+        remember_s = max(1, math.ceil(expires_at - now)) + CLOCK_SKEW_MARGIN_S
         return bool(await self._call(
-            self._redis.set, keys.used_token(token_id), 1, nx=True, exat=expires_at
+            self._redis.set, keys.used_token(token_id), 1, nx=True, ex=remember_s
         ))
 
     async def wake_scaler(self) -> None:

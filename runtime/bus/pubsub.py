@@ -50,6 +50,7 @@ class Subscriber:
         self._send_lock = trio.Lock()
         self._connected = trio.Event()
         self._reader: hiredis.Reader | None = None
+        self._subscribed_at_connect: frozenset[str] = frozenset()
         self.reconnects = 0
 
     @property
@@ -99,6 +100,11 @@ class Subscriber:
                 continue
             failures = 0
             self._stream = stream
+            # Channels followed while the connection was being made were not in its
+            # SUBSCRIBE: send them now that _send reaches the new stream.
+            late = self._channels - self._subscribed_at_connect
+            if late:
+                await self._send(encode_command("SUBSCRIBE", *sorted(late)))
             self._connected.set()
             if first:
                 task_status.started()
@@ -138,8 +144,11 @@ class Subscriber:
                 reply = await self._reply(stream, reader)
                 if isinstance(reply, Exception):
                     raise RedisRefused(f"AUTH refused: {reply}")
-            if self._channels:
-                await stream.send_all(encode_command("SUBSCRIBE", *sorted(self._channels)))
+            self._subscribed_at_connect = frozenset(self._channels)
+            if self._subscribed_at_connect:
+                await stream.send_all(
+                    encode_command("SUBSCRIBE", *sorted(self._subscribed_at_connect))
+                )
         self._reader = reader
         return stream
 

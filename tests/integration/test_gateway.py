@@ -375,3 +375,9 @@ async def test_a_client_vanishing_mid_handshake_leaves_the_gateway_serving(gatew
         assert (await receive_json(ws))["code"] == "bad_frame"
     status, _ = await http_get(gateway.port, "/healthz")
     assert status == 200
+
+
+async def test_a_malformed_request_target_gets_400_and_the_gateway_keeps_serving(gateway):
+    status, _ = await http_get(gateway.port, "http://[::1/")
+    assert status == 400
+    assert (await http_get(gateway.port, "/healthz"))[0] == 200

@@ -240,7 +240,13 @@ def test_resume_after_must_be_a_non_negative_integer(after):
 
 
 def test_resume_after_a_large_seq():
-    assert parse({"type": "resume", "after": 2**53 + 1}) == Resume(2**53 + 1)
+    assert parse({"type": "resume", "after": 2**53 - 1}) == Resume(2**53 - 1)
+
+
+def test_resume_beyond_any_seq_redis_can_count_is_refused():
+    # Redis cannot range a stream past such ids; the client would be stuck on errors.
+    with pytest.raises(FrameError, match=r"resume\.after"):
+        parse({"type": "resume", "after": 2**64})
 
 
 # Resize: clamped to 1..MAX_TERMINAL_SIZE, never refused for being out of range.
