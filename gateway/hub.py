@@ -35,7 +35,6 @@ class TerminalHub:
         self._subscriber = subscriber_factory(
             redis_url, on_message=self._dispatch, on_reconnect=self._reconnected
         )
-        self.events_dispatched = 0
 
     @property
     def connected(self) -> bool:
@@ -71,7 +70,6 @@ class TerminalHub:
         except (ValueError, KeyError, TypeError):
             logger.warning("hub: event without seq on %s ignored", channel)
             return
-        self.events_dispatched += 1
         for follower in list(followers):
             follower.offer(seq, text, len(data))
 

@@ -48,18 +48,12 @@ class Subscriber:
         self._channels: set[str] = set()
         self._stream: trio.abc.Stream | None = None
         self._send_lock = trio.Lock()
-        self._connected = trio.Event()
         self._reader: hiredis.Reader | None = None
         self._subscribed_at_connect: frozenset[str] = frozenset()
-        self.reconnects = 0
 
     @property
     def connected(self) -> bool:
         return self._stream is not None
-
-    @property
-    def channels(self) -> frozenset[str]:
-        return frozenset(self._channels)
 
     async def subscribe(self, channel: str) -> None:
         """Follow a channel; returns once Redis has it (or at once, if disconnected)."""
@@ -83,9 +77,6 @@ class Subscriber:
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 await stream.send_all(data)
 
-    async def wait_connected(self) -> None:
-        await self._connected.wait()
-
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         failures = 0
         first = True
@@ -105,12 +96,10 @@ class Subscriber:
             late = self._channels - self._subscribed_at_connect
             if late:
                 await self._send(encode_command("SUBSCRIBE", *sorted(late)))
-            self._connected.set()
             if first:
                 task_status.started()
                 first = False
             else:
-                self.reconnects += 1
                 logger.info("redis subscriber: reconnected, %d channel(s)", len(self._channels))
                 self._on_reconnect()
             try:
@@ -120,7 +109,6 @@ class Subscriber:
                 logger.warning("redis subscriber: connection lost: %s", exc)
             finally:
                 self._stream = None
-                self._connected = trio.Event()
                 with trio.move_on_after(1, shield=True):
                     await stream.aclose()
 
