@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import time
 
@@ -15,6 +14,7 @@ from runtime.bus.terminal_bus import BusUnavailable
 from runtime.contract.logs import configure_logging
 from runtime.contract.messages import is_valid_id
 from runtime.contract.settings import EnvReader, SettingError, load_environment
+from runtime.contract.stopping import run_until_stopped
 
 from .server import GatewayServer
 from .settings import GatewaySettings
@@ -26,16 +26,7 @@ logger = logging.getLogger("gateway")
 async def serve(settings: GatewaySettings) -> None:
     server = GatewayServer.from_settings(settings)
     await server.preflight()
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
-            async def on_signal():
-                async for signum in signals:
-                    logger.info("received %s", signal.Signals(signum).name)
-                    server.drain()
-
-            nursery.start_soon(on_signal)
-            await server.run()
-            nursery.cancel_scope.cancel()
+    await run_until_stopped(server.run, server.drain)
 
 
 def print_token(argv: list[str]) -> int:

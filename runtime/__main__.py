@@ -7,7 +7,6 @@ line naming the setting when a setting is missing or malformed.
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 
 import trio
@@ -16,6 +15,7 @@ from runtime.aws.queue import QueueError
 from runtime.bus.terminal_bus import BusUnavailable
 from runtime.contract.logs import configure_logging
 from runtime.contract.settings import SettingError, load_environment
+from runtime.contract.stopping import run_until_stopped
 from runtime.worker.settings import WorkerSettings
 from runtime.worker.worker import Worker
 
@@ -25,17 +25,7 @@ logger = logging.getLogger("runtime")
 async def serve(settings: WorkerSettings) -> None:
     worker = Worker.from_settings(settings)
     await worker.preflight()
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
-            async def on_signal():
-                async for signum in signals:
-                    logger.info("received %s", signal.Signals(signum).name,
-                                extra={"workerId": settings.worker_id})
-                    worker.stop()
-
-            nursery.start_soon(on_signal)
-            await worker.run()
-            nursery.cancel_scope.cancel()
+    await run_until_stopped(worker.run, worker.stop)
 
 
 def main() -> int:
