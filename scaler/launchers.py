@@ -22,6 +22,9 @@ from .settings import EcsSettings
 logger = logging.getLogger(__name__)
 
 FLOOR, BURST = "floor", "burst"
+# Each task carries the token of the RunTask that launched it, so a call whose answer was
+# lost can be found in the listing.
+LAUNCH_TAG = "cloudide:launch"
 # Reasons in RunTask's `failures` that mean "no capacity now": back off and retry later.
 CAPACITY_HINTS = ("capacity", "RESOURCE:", "AGENT")
 DESCRIBE_BATCH = 100
@@ -72,20 +75,24 @@ class EcsLauncher:
         except (ClientError, BotoCoreError) as exc:
             raise LaunchError(f"{method} failed: {error_code(exc) or exc}") from exc
 
+    async def _listed(self, kind: str) -> set[str]:
+        """Ids of our tasks of this kind that ECS means to keep running."""
+        ids, token = set(), None
+        while True:
+            kwargs = {"cluster": self._settings.cluster, "startedBy": self._tag(kind),
+                      "desiredStatus": "RUNNING"}
+            if token:
+                kwargs["nextToken"] = token
+            page = await self._call("list_tasks", **kwargs)
+            ids.update(arn.rsplit("/", 1)[-1] for arn in page["taskArns"])
+            token = page.get("nextToken")
+            if not token:
+                return ids
+
     async def observe(self, watch: set[str]) -> LiveTasks:
         live = LiveTasks()
         for kind in (FLOOR, BURST):
-            token = None
-            while True:
-                kwargs = {"cluster": self._settings.cluster, "startedBy": self._tag(kind),
-                          "desiredStatus": "RUNNING"}
-                if token:
-                    kwargs["nextToken"] = token
-                page = await self._call("list_tasks", **kwargs)
-                live.ids[kind].update(arn.rsplit("/", 1)[-1] for arn in page["taskArns"])
-                token = page.get("nextToken")
-                if not token:
-                    break
+            live.ids[kind] = await self._listed(kind)
         # How did the recent launches fare? A task that stopped before running failed to
         # start (an image that cannot be pulled, a missing role).
         pending = sorted(watch)
@@ -106,6 +113,21 @@ class EcsLauncher:
                         live.failed_starts[task_id] = reason or "failed to start"
         return live
 
+    async def find_launched(self, client_token: str, *, kind: str) -> list[str]:
+        """Ids of the listed tasks that the RunTask with this token launched."""
+        listed = sorted(await self._listed(kind))
+        found = []
+        for start in range(0, len(listed), DESCRIBE_BATCH):
+            described = await self._call(
+                "describe_tasks", cluster=self._settings.cluster,
+                tasks=listed[start:start + DESCRIBE_BATCH], include=["TAGS"],
+            )
+            found.extend(
+                task["taskArn"].rsplit("/", 1)[-1] for task in described.get("tasks", [])
+                if {"key": LAUNCH_TAG, "value": client_token} in task.get("tags", [])
+            )
+        return found
+
     async def launch(self, count: int, *, kind: str, client_token: str) -> LaunchResult:
         """One RunTask call (at most ten tasks). The same ``client_token`` on a retry
         returns the tasks of the first call instead of launching again."""
@@ -116,6 +138,7 @@ class EcsLauncher:
             "count": count,
             "startedBy": self._tag(kind),
             "clientToken": client_token,
+            "tags": [{"key": LAUNCH_TAG, "value": client_token}],
             "networkConfiguration": {"awsvpcConfiguration": {
                 "subnets": list(settings.subnets),
                 "securityGroups": list(settings.security_groups),
@@ -163,6 +186,10 @@ class LocalLauncher:
             if code != 0 and task_id in watch:
                 live.failed_starts[task_id] = f"worker exited with status {code}"
         return live
+
+    async def find_launched(self, client_token: str, *, kind: str) -> list[str]:
+        """A local launch always answers (it raises no LaunchError): nothing to find."""
+        return []
 
     async def launch(self, count: int, *, kind: str, client_token: str) -> LaunchResult:
         result = LaunchResult()

@@ -36,6 +36,9 @@ class ScalerSettings:
     aws_endpoint_url: str | None = None
     # Seconds a launched task counts as live before ECS lists it (Fargate starts are slow).
     start_grace_s: float = 300
+    # Where /metrics is served for a Prometheus scraper; None: not served.
+    metrics_port: int | None = None
+    metrics_host: str = "0.0.0.0"
     # What local workers inherit: "the same settings" as the scaler.
     worker_environment: Mapping[str, str] = field(default_factory=dict)
 
@@ -80,6 +83,9 @@ class ScalerSettings:
         redis_url = env.optional_text("REDIS_URL")
         if redis_url is not None:
             redis_url = env.url("REDIS_URL", ("redis", "rediss", "unix"))
+        metrics_port = None
+        if env.optional_text("SCALER_METRICS_PORT") is not None:
+            metrics_port = env.integer("SCALER_METRICS_PORT", minimum=1, maximum=65535)
         return cls(
             sqs_queue_url=env.url("SQS_QUEUE_URL", ("http", "https")),
             limits=limits,
@@ -90,5 +96,7 @@ class ScalerSettings:
             redis_url=redis_url,
             aws_endpoint_url=env.optional_text("AWS_ENDPOINT_URL"),
             start_grace_s=env.number("SCALER_START_GRACE_SECONDS", 300, minimum=1),
+            metrics_port=metrics_port,
+            metrics_host=env.text("SCALER_METRICS_HOST", "0.0.0.0"),
             worker_environment=dict(environ),
         )

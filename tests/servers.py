@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import redis
@@ -38,6 +40,17 @@ class MotoServer:
     def start(self) -> MotoServer:
         self._server.start()
         return self
+
+    def keep_ecs_tasks_running(self) -> None:
+        """Tasks stay RUNNING however often they are described (moto otherwise walks them
+        toward STOPPED one step per DescribeTasks); stop_task still stops them."""
+        request = urllib.request.Request(
+            f"{self.url}/moto-api/state-manager/set-transition", method="POST",
+            data=json.dumps({"model_name": "ecs::task",
+                             "transition": {"progression": "manual", "times": 10**9}}).encode(),
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
 
     def stop(self) -> None:
         self._server.stop()

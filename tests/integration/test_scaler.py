@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import boto3
 import pytest
 import trio
+from botocore.exceptions import ReadTimeoutError
 
 from runtime.contract.keys import SCALER_WAKE_CHANNEL
 from scaler.__main__ import build
 from scaler.settings import ScalerSettings
-from tests.servers import TEST_CREDENTIALS
+from tests.servers import TEST_CREDENTIALS, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,16 +45,20 @@ class EcsWorld:
                                    "essential": True, "cpu": 512, "memory": 1024}],
         )
 
-    def tasks(self, started_by: str) -> list[dict]:
+    def tasks(self, started_by: str, status: str = "RUNNING") -> list[dict]:
         arns = self.ecs.list_tasks(cluster=self.cluster, startedBy=started_by,
-                                   desiredStatus="RUNNING")["taskArns"]
+                                   desiredStatus=status)["taskArns"]
         if not arns:
             return []
         return self.ecs.describe_tasks(cluster=self.cluster, tasks=arns)["tasks"]
 
+    def ever_launched(self, started_by: str) -> int:
+        return len(self.tasks(started_by)) + len(self.tasks(started_by, "STOPPED"))
+
 
 @pytest.fixture
 def world(aws, moto_server):
+    moto_server.keep_ecs_tasks_running()
     return EcsWorld(moto_server.url, aws.bucket)
 
 
@@ -70,6 +77,10 @@ def scaler_env(aws, world, **overrides) -> dict[str, str]:
     }
     env.update({k: str(v) for k, v in overrides.items()})
     return env
+
+
+def launched_total(scaler) -> float:
+    return scaler.metrics.registry.get_sample_value("cloudide_scaler_tasks_launched_total")
 
 
 def fill_queue(aws, count: int) -> None:
@@ -205,11 +216,134 @@ async def test_a_wake_message_makes_the_scaler_evaluate_at_once(
     async with trio.open_nursery() as nursery:
         await nursery.start(scaler.run)
         await trio.sleep(0.5)  # the first round has run: nothing queued, nothing launched
-        assert scaler.launched_total == 0
+        assert launched_total(scaler) == 0
         fill_queue(aws, 2)
         with trio.fail_after(30):
-            while scaler.launched_total < 2:
+            while launched_total(scaler) < 2:
                 redis_client.publish(SCALER_WAKE_CHANNEL, "command")
                 await trio.sleep(0.5)
         nursery.cancel_scope.cancel()
-    assert scaler.launched_total == 2
+    assert launched_total(scaler) == 2
+
+
+NO_CAPACITY = ("Capacity is unavailable at this time. Please try again later or in a "
+               "different availability zone")
+
+
+class UnreliableEcs:
+    """The moto client, but RunTask answers "no capacity" every other call, and the answer
+    of one call that did launch its tasks is lost on the way back."""
+
+    def __init__(self, client, lose_answer_of_call: int):
+        self._client = client
+        self._lose = lose_answer_of_call
+        self.calls = 0
+        self.answers_lost = 0
+
+    def run_task(self, **kwargs):
+        self.calls += 1
+        if self.calls % 2 == 1:
+            return {"tasks": [], "failures": [{"arn": "", "reason": NO_CAPACITY}]}
+        response = self._client.run_task(**kwargs)
+        if self.calls == self._lose:
+            self.answers_lost += 1
+            raise ReadTimeoutError(endpoint_url="ecs")
+        return response
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+async def test_capacity_failures_and_a_lost_answer_never_pass_max_nor_launch_twice(
+    aws, world, autojump_clock, caplog
+):
+    fill_queue(aws, 30)
+    scaler = build(ScalerSettings.from_env(scaler_env(aws, world, ECS_MAX_TASKS=7)))
+    scaler._launcher._client = UnreliableEcs(scaler._launcher._client, lose_answer_of_call=2)
+    rounds = 0
+    while len(world.tasks("cloudide-burst")) < 7 and rounds < 60:
+        report = await scaler.evaluate()
+        assert len(world.tasks("cloudide-burst")) <= 7
+        assert report["live"] <= 7
+        rounds += 1
+        await trio.sleep(scaler.settings.interval_s)
+    for _ in range(3):  # nothing changed: nothing more is launched
+        await scaler.evaluate()
+        await trio.sleep(scaler.settings.interval_s)
+    assert scaler._launcher._client.answers_lost == 1
+    assert world.ever_launched("cloudide-burst") == 7
+    assert launched_total(scaler) == 7
+    paused = [r.getMessage() for r in caplog.records if "launches paused" in r.getMessage()]
+    assert any("no capacity" in line for line in paused)
+    assert any("ReadTimeout" in line or "timeout" in line.lower() for line in paused)
+
+
+async def test_50_commands_on_tasks_slow_to_start_launch_no_more_than_50(
+    aws, world, autojump_clock
+):
+    """1 command per task, tasks that take 120 s to start, a check every 30 s, for 10
+    minutes: the scaler launches no task for commands that starting tasks will take."""
+    fill_queue(aws, 50)
+    scaler = build(ScalerSettings.from_env(scaler_env(aws, world, ECS_MAX_TASKS=200)))
+    start_delay_s, command_s, idle_exit_s = 120, 60, 60
+
+    async def simulated_worker(task_arn: str) -> None:
+        await trio.sleep(start_delay_s)
+        idle_since = trio.current_time()
+        while trio.current_time() - idle_since < idle_exit_s:
+            received = await trio.to_thread.run_sync(lambda: aws.sqs.receive_message(
+                QueueUrl=aws.queue_url, MaxNumberOfMessages=1, VisibilityTimeout=900))
+            for message in received.get("Messages", []):
+                await trio.sleep(command_s)
+                await trio.to_thread.run_sync(lambda m=message: aws.sqs.delete_message(
+                    QueueUrl=aws.queue_url, ReceiptHandle=m["ReceiptHandle"]))
+                idle_since = trio.current_time()
+            await trio.sleep(1)
+        await trio.to_thread.run_sync(lambda: world.ecs.stop_task(
+            cluster=world.cluster, task=task_arn, reason="idle"))
+
+    started = set()
+    async with trio.open_nursery() as nursery:
+        for _ in range(10 * 60 // 30):
+            await scaler.evaluate()
+            for task in world.tasks("cloudide-burst"):
+                if task["taskArn"] not in started:
+                    started.add(task["taskArn"])
+                    nursery.start_soon(simulated_worker, task["taskArn"])
+            await trio.sleep(30)
+    assert launched_total(scaler) == 50
+    assert world.ever_launched("cloudide-burst") == 50
+    assert aws.queue_counts() == (0, 0)
+
+
+async def test_figures_are_served_for_prometheus_and_logged_for_cloudwatch(
+    aws, world, caplog
+):
+    caplog.set_level(logging.INFO, logger="scaler")
+    fill_queue(aws, 3)
+    port = free_port()
+    env = scaler_env(aws, world, SCALER_METRICS_PORT=port, SCALER_METRICS_HOST="127.0.0.1")
+    scaler = build(ScalerSettings.from_env(env))
+
+    def scrape() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as page:
+            return page.read().decode()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(scaler.run)
+        with trio.fail_after(30):
+            while launched_total(scaler) < 3:
+                await trio.sleep(0.1)
+        text = await trio.to_thread.run_sync(scrape)
+        nursery.cancel_scope.cancel()
+    await scaler.close()
+    for line in ("cloudide_scaler_queue_visible 3.0", "cloudide_scaler_live_tasks 0.0",
+                 "cloudide_scaler_desired_tasks 3.0", "cloudide_scaler_tasks_launched_total 3.0",
+                 "cloudide_scaler_launch_failures_total 0.0"):
+        assert line in text.splitlines()
+    decision = next(r for r in caplog.records if r.getMessage() == "scaling decision")
+    metrics = decision._aws["CloudWatchMetrics"][0]
+    assert metrics["Namespace"] == "CloudIDE"
+    assert {m["Name"] for m in metrics["Metrics"]} >= {
+        "visible", "inFlight", "live", "desired", "launched", "launchFailures"}
+    assert (decision.visible, decision.launched, decision.Component) == (3, 3, "scaler")
