@@ -68,6 +68,9 @@ async def serve(settings: ScalerSettings) -> int:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["simulate"]:
+        from .simulation import main as simulate
+        return simulate(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m scaler")
     parser.add_argument("--once", action="store_true",
                         help="one round, printed as a JSON line, then exit")
