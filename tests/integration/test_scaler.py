@@ -347,3 +347,22 @@ async def test_figures_are_served_for_prometheus_and_logged_for_cloudwatch(
     assert {m["Name"] for m in metrics["Metrics"]} >= {
         "visible", "inFlight", "live", "desired", "launched", "launchFailures"}
     assert (decision.visible, decision.launched, decision.Component) == (3, 3, "scaler")
+
+
+async def test_tasks_that_cannot_pull_their_image_stop_launches_and_say_so(
+    aws, world, autojump_clock, caplog
+):
+    fill_queue(aws, 3)
+    scaler = build(ScalerSettings.from_env(scaler_env(aws, world)))
+    assert (await scaler.evaluate())["launched"] == 3
+    for task in world.tasks("cloudide-burst"):
+        world.ecs.stop_task(cluster=world.cluster, task=task["taskArn"],
+                            reason="CannotPullContainerError: pull image manifest has been "
+                                   "retried 5 time(s): not found")
+    await trio.sleep(scaler.settings.interval_s)
+    held = await scaler.evaluate()
+    assert (held["live"], held["desired"], held["launched"]) == (0, 3, 0)
+    assert any("keep failing to start" in r.getMessage() and "CannotPull" in r.getMessage()
+               for r in caplog.records)
+    await trio.sleep(scaler.breaker.cooldown_s)
+    assert (await scaler.evaluate())["launched"] == 3  # tried again after the cool-down
