@@ -18,8 +18,8 @@ class ScalerMetrics:
                                "Commands received by a worker and not yet deleted",
                                registry=self.registry)
         self.live = Gauge("cloudide_scaler_live_tasks",
-                          "Workers this scaler started that are starting or running",
-                          registry=self.registry)
+                          "Workers this scaler started that are starting or running, "
+                          "with the round's launches", registry=self.registry)
         self.desired = Gauge("cloudide_scaler_desired_tasks",
                              "Workers the backlog and the limits call for",
                              registry=self.registry)
@@ -36,7 +36,7 @@ class ScalerMetrics:
     def record_round(self, report: dict) -> None:
         self.visible.set(report["visible"])
         self.in_flight.set(report["inFlight"])
-        self.live.set(report["live"])
+        self.live.set(report["live"] + report["launched"])
         self.desired.set(report["desired"])
 
     def serve(self, port: int, host: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import socket
 import subprocess
@@ -38,6 +39,8 @@ class MotoServer:
         self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self) -> MotoServer:
+        # One access-log line per AWS call would drown what a person or a test reads.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server.start()
         return self
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,25 +21,21 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser.pages import (
+    WAIT_LIMIT_S,
+    chromium,
+    needs_chromium,
+    save_screenshot,
+    wait_for_lines,
+    wait_for_status,
+)
 from tests.integration.harness import gateway_env
 from tests.integration.processes import WorkerProcesses, is_serving
 from tests.servers import TEST_CREDENTIALS, free_port
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
-OUTPUT = Path(__file__).parent / "output"
 REPO = Path(__file__).resolve().parents[2]
-# A guard against a hung test, not a timing assertion.
-WAIT_LIMIT_S = 60
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason=f"{CHROMIUM} is missing; `make test` installs Debian's chromium"),
-]
+pytestmark = [pytest.mark.e2e, needs_chromium]
 
 
 class GatewayProcess:
@@ -119,6 +114,12 @@ def system(aws, redis_server, redis_client, tmp_path):
         workers.close()
 
 
+@pytest.fixture
+def browser():
+    with chromium() as (browser,):
+        yield browser
+
+
 def wait_for_worker(worker) -> None:
     deadline = time.monotonic() + WAIT_LIMIT_S
     while not any(is_serving(line) for line in worker.logs()):
@@ -126,53 +127,6 @@ def wait_for_worker(worker) -> None:
             raise AssertionError(f"{worker} is not serving\nstdout:\n{worker.stdout()}\n"
                                  f"stderr:\n{worker.stderr()}")
         time.sleep(0.1)
-
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        # Never `playwright install`: the browser is Debian's chromium.
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                             args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-def terminal_lines(page) -> list[str]:
-    """The terminal's visible rows, read from xterm's DOM renderer."""
-    text = page.locator(".xterm-rows").inner_text()
-    return [line.replace("\u00a0", " ").rstrip() for line in text.split("\n")]
-
-
-def wait_for_lines(page, predicate, what: str) -> list[str]:
-    deadline = time.monotonic() + WAIT_LIMIT_S
-    while True:
-        lines = terminal_lines(page)
-        if predicate(lines):
-            return lines
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the terminal never showed {what}; it shows:\n"
-                                 + "\n".join(lines))
-        page.wait_for_timeout(100)
-
-
-def wait_for_status(page, text: str) -> None:
-    page.wait_for_function(
-        "text => document.getElementById('status').textContent.includes(text)",
-        arg=text, timeout=WAIT_LIMIT_S * 1000,
-    )
-
-
-def save_screenshot(page, tmp_path: Path, name: str = "web-terminal.png") -> Path:
-    shot = tmp_path / name
-    page.screenshot(path=str(shot))
-    OUTPUT.mkdir(exist_ok=True)
-    shutil.copy(shot, OUTPUT / shot.name)
-    return shot
 
 
 def test_page_runs_commands_and_feeds_them_input(system, browser, tmp_path):

@@ -337,7 +337,7 @@ async def test_figures_are_served_for_prometheus_and_logged_for_cloudwatch(
         text = await trio.to_thread.run_sync(scrape)
         nursery.cancel_scope.cancel()
     await scaler.close()
-    for line in ("cloudide_scaler_queue_visible 3.0", "cloudide_scaler_live_tasks 0.0",
+    for line in ("cloudide_scaler_queue_visible 3.0", "cloudide_scaler_live_tasks 3.0",
                  "cloudide_scaler_desired_tasks 3.0", "cloudide_scaler_tasks_launched_total 3.0",
                  "cloudide_scaler_launch_failures_total 0.0"):
         assert line in text.splitlines()

@@ -1,0 +1,269 @@
+"""The whole system as processes on one machine: what `make run` starts and the
+end-to-end tests drive.
+
+AWS is emulated by a moto server in this process and Redis is a redis-server on a free
+port, unless ``AWS_ENDPOINT_URL`` / ``REDIS_URL`` name running ones (LocalStack, say).
+The scaler (``python -m scaler``, local launcher) and the gateway (``python -m gateway``)
+run as separate processes, each in its own process group, so a Ctrl-C reaches this
+process alone and everything is stopped in order: the gateway drains, the scaler stops
+its workers, which hand their commands back. Whatever still runs after that is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import boto3
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from gateway.tokens import mint_token  # noqa: E402
+from tests.servers import TEST_CREDENTIALS, MotoServer, RedisServer, free_port  # noqa: E402
+
+SAMPLE_PROJECT = ROOT / "dev" / "sample-project"
+# A guard against a program that never comes up, not a timing assertion.
+START_LIMIT_S = 60
+STOP_LIMIT_S = 45
+
+
+class LocalSystem:
+    def __init__(self, workdir: Path, *, aws_endpoint: str | None = None,
+                 redis_url: str | None = None, gateway_port: int | None = None,
+                 settings: dict[str, str] | None = None,
+                 progress: Callable[[str], None] = lambda text: None):
+        self.workdir = Path(workdir)
+        self.aws_endpoint = aws_endpoint
+        self.redis_url = redis_url
+        self.gateway_port = gateway_port or free_port()
+        self.metrics_port = free_port()
+        self.secret = secrets.token_urlsafe(32)
+        self._settings = settings or {}
+        self._progress = progress
+        self._started_at = time.monotonic()
+        self._moto: MotoServer | None = None
+        self._redis: RedisServer | None = None
+        self._processes: dict[str, subprocess.Popen] = {}
+        self._logs = []
+        suffix = secrets.token_hex(3)
+        self.queue_name, self.bucket = f"commands-{suffix}", f"cloudide-projects-{suffix}"
+        self.queue_url = self.dead_letter_url = ""
+        # Commands run under ids of their own, which must be able to reach their
+        # workspace: not below a private temporary folder.
+        self.workspaces = Path(tempfile.mkdtemp(prefix="cloudide-workspaces-"))
+        self.workspaces.chmod(0o711)
+
+    # --- start ----------------------------------------------------------------------------
+
+    def _step(self, text: str) -> None:
+        self._progress(f"{text} ({time.monotonic() - self._started_at:.1f} s)")
+
+    def start(self) -> LocalSystem:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.aws_endpoint is None:
+            self._moto = MotoServer().start()
+            self.aws_endpoint = self._moto.url
+            self._step(f"emulated AWS (moto server) on {self.aws_endpoint}")
+        else:
+            self._step(f"AWS APIs at {self.aws_endpoint}")
+        if self.redis_url is None:
+            self._redis = RedisServer().start()
+            self.redis_url = self._redis.url
+            self._step(f"redis-server on {self.redis_url}")
+        else:
+            self._step(f"Redis at {self.redis_url}")
+        self._create_resources()
+        self._step(f"queue {self.queue_name} with its dead-letter queue, bucket {self.bucket}")
+        self.upload_project("sample", SAMPLE_PROJECT)
+        self._step("sample project uploaded as project 'sample'")
+        self._spawn("scaler", [sys.executable, "-m", "scaler"], self.environment())
+        self._step(f"scaler pid {self._processes['scaler'].pid} launching local workers")
+        self._spawn("gateway", [sys.executable, "-m", "gateway"], self.gateway_environment())
+        self._wait_healthy()
+        self._step(f"gateway on {self.gateway_url}")
+        return self
+
+    def client(self, service: str):
+        # The emulators' stand-in credentials, never whatever this machine may hold.
+        return boto3.client(service, endpoint_url=self.aws_endpoint,
+                            region_name=TEST_CREDENTIALS["AWS_REGION"],
+                            aws_access_key_id=TEST_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=TEST_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+
+    def _create_resources(self) -> None:
+        sqs = self.client("sqs")
+        self.dead_letter_url = sqs.create_queue(QueueName=f"{self.queue_name}-dlq")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(
+            QueueUrl=self.dead_letter_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.queue_url = sqs.create_queue(QueueName=self.queue_name, Attributes={
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn,
+                                         "maxReceiveCount": "5"}),
+        })["QueueUrl"]
+        self.client("s3").create_bucket(Bucket=self.bucket)
+
+    def upload_project(self, project: str, folder: Path) -> None:
+        s3 = self.client("s3")
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                s3.upload_file(str(path), self.bucket,
+                               f"projects/{project}/{path.relative_to(folder).as_posix()}")
+
+    def environment(self) -> dict[str, str]:
+        """What the scaler runs with; its local workers inherit it."""
+        return {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": os.environ.get("HOME", "/root"),
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+            **TEST_CREDENTIALS,
+            "AWS_ENDPOINT_URL": self.aws_endpoint, "SQS_QUEUE_URL": self.queue_url,
+            "S3_BUCKET": self.bucket, "REDIS_URL": self.redis_url,
+            "WORKSPACE_ROOT": str(self.workspaces),
+            "IDLE_TIMEOUT_SECONDS": "30", "RECEIVE_WAIT_SECONDS": "2",
+            "SCALER_LAUNCHER": "local", "ECS_MIN_TASKS": "1", "ECS_MAX_TASKS": "4",
+            "SCALER_INTERVAL_SECONDS": "10",
+            "SCALER_METRICS_PORT": str(self.metrics_port),
+            "SCALER_METRICS_HOST": "127.0.0.1",
+            **self._settings,
+        }
+
+    def gateway_environment(self) -> dict[str, str]:
+        origins = f"http://127.0.0.1:{self.gateway_port},http://localhost:{self.gateway_port}"
+        return {
+            **self.environment(),
+            "GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": str(self.gateway_port),
+            "GATEWAY_SECRET": self.secret, "GATEWAY_DEV_TOKENS": "true",
+            "GATEWAY_ALLOWED_ORIGINS": origins,
+        }
+
+    def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+        self._logs.append(log)
+        # Its own process group: a Ctrl-C at the keyboard reaches this process only, which
+        # then stops everything in order. Run outside the repository, so a developer's
+        # .env cannot change what the system is told here.
+        self._processes[name] = subprocess.Popen(
+            command, env=env, cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log,
+            stderr=subprocess.STDOUT, process_group=0,
+        )
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + START_LIMIT_S
+        while time.monotonic() < deadline:
+            for name, process in self._processes.items():
+                if process.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {process.returncode}; see "
+                                       f"{self.workdir / (name + '.log')}")
+            with (contextlib.suppress(OSError, ValueError),
+                  urllib.request.urlopen(f"{self.gateway_url}/healthz", timeout=2) as page):
+                if json.load(page).get("ok"):
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"the gateway did not become healthy; see {self.workdir}")
+
+    # --- what callers look at ---------------------------------------------------------------
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    def terminal_page(self, project: str, terminal: str) -> str:
+        return f"{self.gateway_url}/?project={project}&terminal={terminal}"
+
+    def terminal_socket(self, project: str, terminal: str) -> str:
+        token = mint_token(self.secret, project_id=project, terminal_id=terminal, ttl_s=600,
+                           now=time.time())
+        return (f"ws://127.0.0.1:{self.gateway_port}/terminals/{project}/{terminal}"
+                f"?token={token}")
+
+    def scaler_figures(self) -> dict[str, float]:
+        """The scaler's Prometheus figures, by name (without the common prefix)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
+                                    timeout=5) as page:
+            text = page.read().decode()
+        prefix = "cloudide_scaler_"
+        figures = {}
+        for line in text.splitlines():
+            if line.startswith(prefix):
+                name, _, value = line.partition(" ")
+                figures[name[len(prefix):]] = float(value)
+        return figures
+
+    def processes(self) -> dict[str, subprocess.Popen]:
+        return dict(self._processes)
+
+    def descendants(self) -> dict[int, str]:
+        """Every live process below the programs this system started (workers, commands),
+        with its start time, so a pid reused meanwhile is never taken for one of them."""
+        children: dict[int, list[tuple[int, str]]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                children.setdefault(int(fields[1]), []).append(
+                    (int(stat.parent.name), fields[19]))
+        found: dict[int, str] = {}
+        frontier = [p.pid for p in self._processes.values()]
+        while frontier:
+            pid = frontier.pop()
+            for child, started in children.get(pid, []):
+                if child not in found:
+                    found[child] = started
+                    frontier.append(child)
+        return found
+
+    # --- stop ------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop in order, then kill whatever is left of what this system started."""
+        leftovers = self.descendants()
+        for name in ("gateway", "scaler"):
+            process = self._processes.get(name)
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(STOP_LIMIT_S)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        leftovers.update(self.descendants())
+        for pid, started in leftovers.items():
+            kill_if_same(pid, started)
+        for log in self._logs:
+            log.close()
+        if self._redis is not None:
+            self._redis.stop()
+        if self._moto is not None:
+            self._moto.stop()
+        shutil.rmtree(self.workspaces, ignore_errors=True)
+
+    def __enter__(self) -> LocalSystem:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def kill_if_same(pid: int, started: str) -> None:
+    """SIGKILL ``pid`` and its process group, if it is still the process that started at
+    ``started`` (clock ticks since boot) and not in this process's own group."""
+    with contextlib.suppress(OSError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        if fields[19] != started:
+            return
+        group = os.getpgid(pid)
+        if group != os.getpgrp():
+            os.killpg(group, signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
