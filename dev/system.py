@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -44,7 +45,7 @@ STOP_LIMIT_S = 45
 class LocalSystem:
     def __init__(self, workdir: Path, *, aws_endpoint: str | None = None,
                  redis_url: str | None = None, gateway_port: int | None = None,
-                 settings: dict[str, str] | None = None,
+                 settings: dict[str, str] | None = None, fake_redis: bool = False,
                  progress: Callable[[str], None] = lambda text: None):
         self.workdir = Path(workdir)
         self.aws_endpoint = aws_endpoint
@@ -53,10 +54,11 @@ class LocalSystem:
         self.metrics_port = free_port()
         self.secret = secrets.token_urlsafe(32)
         self._settings = settings or {}
+        self._fake_redis = fake_redis or shutil.which("redis-server") is None
         self._progress = progress
         self._started_at = time.monotonic()
         self._moto: MotoServer | None = None
-        self._redis: RedisServer | None = None
+        self._redis: RedisServer | FakeRedisServer | None = None
         self._processes: dict[str, subprocess.Popen] = {}
         self._logs = []
         suffix = secrets.token_hex(3)
@@ -80,7 +82,12 @@ class LocalSystem:
             self._step(f"emulated AWS (moto server) on {self.aws_endpoint}")
         else:
             self._step(f"AWS APIs at {self.aws_endpoint}")
-        if self.redis_url is None:
+        if self.redis_url is None and self._fake_redis:
+            self._redis = FakeRedisServer().start()
+            self.redis_url = self._redis.url
+            self._step(f"no redis-server here: fakeredis's TCP server stands in on "
+                       f"{self.redis_url} (install redis-server for the real one)")
+        elif self.redis_url is None:
             self._redis = RedisServer().start()
             self.redis_url = self._redis.url
             self._step(f"redis-server on {self.redis_url}")
@@ -137,6 +144,9 @@ class LocalSystem:
             "SCALER_INTERVAL_SECONDS": "10",
             "SCALER_METRICS_PORT": str(self.metrics_port),
             "SCALER_METRICS_HOST": "127.0.0.1",
+            # Only root can run commands under ids of their own; on a laptop without it,
+            # commands run as the developer, which the worker refuses unless told.
+            **({} if os.geteuid() == 0 else {"COMMANDS_AS_WORKER_USER": "true"}),
             **self._settings,
         }
 
@@ -254,6 +264,27 @@ class LocalSystem:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+class FakeRedisServer:
+    """fakeredis's TCP server in a thread of this process: the fallback where no
+    redis-server can be had. It speaks the protocol, Lua included, but is no Redis."""
+
+    def __init__(self):
+        from fakeredis import TcpFakeServer
+
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._server = TcpFakeServer(("127.0.0.1", self.port), server_type="redis")
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self) -> FakeRedisServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 def kill_if_same(pid: int, started: str) -> None:

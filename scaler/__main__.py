@@ -68,6 +68,9 @@ async def serve(settings: ScalerSettings) -> int:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["bootstrap"]:
+        from .bootstrap import main as bootstrap
+        return bootstrap(argv[1:])
     if argv[:1] == ["simulate"]:
         from .simulation import main as simulate
         return simulate(argv[1:])

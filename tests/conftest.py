@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
+import shutil
+import tempfile
+from pathlib import Path
 
 import boto3
 import pytest
@@ -24,6 +28,26 @@ def redis_server():
     server = RedisServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def _temp_root():
+    """Where each test's temporary directory goes: not under pytest's own, which pytest
+    keeps private to its user (every run makes it so again), as commands run under user
+    ids of their own and must pass through to their workspaces."""
+    root = Path(tempfile.mkdtemp(prefix="cloudide-tests-"))
+    root.chmod(0o711)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def tmp_path(request, _temp_root) -> Path:
+    """A fresh empty directory per test, which other users may pass through."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", request.node.name)[:40]
+    path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=_temp_root))
+    path.chmod(0o711)
+    return path
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -113,6 +137,9 @@ class AwsResources:
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": os.environ.get("HOME", "/root"),
         }
+        if os.geteuid() != 0:
+            # Only root can start commands under user ids of their own.
+            env["COMMANDS_AS_WORKER_USER"] = "true"
         env.update({k: str(v) for k, v in overrides.items()})
         return env
 

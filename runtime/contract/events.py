@@ -19,6 +19,8 @@ WORKER_STOPPING = "worker_stopping"
 LEASE_LOST = "lease_lost"
 OUTPUT_DROPPED = "output_dropped"
 SPAWN_FAILED = "spawn_failed"
+# The project's files outgrew the worker's disk cap; also the `exit` event's reason.
+DISK_LIMIT = "disk_limit"
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 

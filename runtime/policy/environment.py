@@ -16,3 +16,8 @@ def command_environment(worker_env: Mapping[str, str]) -> dict:
     env.setdefault("LANG", "C.UTF-8")
     env["TERM"] = "xterm-256color"
     return env
+
+
+def for_user(env: Mapping[str, str], *, name: str, home: str) -> dict:
+    """``env`` for a command under a user id of its own, which no passwd entry names."""
+    return {**env, "HOME": home, "USER": name, "LOGNAME": name}

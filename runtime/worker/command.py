@@ -26,9 +26,12 @@ from runtime.aws.storage import ProjectStorage
 from runtime.bus.terminal_bus import BusUnavailable, CommandRecord, TerminalBus
 from runtime.contract import events
 from runtime.contract.messages import CommandMessage
+from runtime.contract.metrics import embedded_metrics
 from runtime.policy.backoff import backoff_delay, deferral_delay_s
 from runtime.policy.batching import OutputBatcher
 
+from . import files
+from .confinement import CommandUser
 from .heartbeat import ProjectLease, VisibilityHeartbeat
 from .output import OutputPublisher
 from .pty_command import ExitStatus, PtyCommand, SpawnFailed
@@ -70,8 +73,10 @@ class WorkerContext:
 
 
 class CommandRun:
-    def __init__(self, context: WorkerContext, message: ReceivedMessage, command: CommandMessage):
+    def __init__(self, context: WorkerContext, message: ReceivedMessage, command: CommandMessage,
+                 user: CommandUser):
         self._context = context
+        self.user = user
         self._settings = context.settings
         self._queue = context.queue
         self._bus = context.bus
@@ -84,6 +89,7 @@ class CommandRun:
         self._pull_scope: trio.CancelScope | None = None
         self._stop_bounded: dict[trio.CancelScope, float] = {}
         self._interrupted = False
+        self._over_disk_limit = False
         self._stop_deadline = math.inf
         self._settled = False
         self.lease_lost: str | None = None
@@ -151,13 +157,17 @@ class CommandRun:
                 self._stop_heartbeat()
                 nursery.cancel_scope.cancel()
         finally:
-            self._log(
-                # Handing back or deferring is routine; anything else needs a look.
-                logging.INFO if self.outcome in ("finished", "duplicate", "deferred", "released")
-                else logging.WARNING,
-                self.outcome, outcome=self.outcome,
-                durationS=round(trio.current_time() - started, 3),
-            )
+            duration_s = round(trio.current_time() - started, 3)
+            # Handing back or deferring is routine; anything else needs a look.
+            routine = self.outcome in ("finished", "duplicate", "deferred", "released")
+            figures = {"commandsRun": (int(self.outcome == "finished"), "Count"),
+                       "commandsFailed": (int(not routine), "Count")}
+            # Only a command that ran to its end has a duration worth charting.
+            if self.outcome == "finished":
+                figures["commandSeconds"] = (duration_s, "Seconds")
+            self._log(logging.INFO if routine else logging.WARNING,
+                      self.outcome, outcome=self.outcome, durationS=duration_s,
+                      **embedded_metrics("worker", figures))
 
     async def _keep_visibility(self) -> None:
         with trio.CancelScope() as self._heartbeat_scope:
@@ -311,6 +321,12 @@ class CommandRun:
                 cmd.command_id, events.TIMEOUT,
                 f"the command ran longer than {self._timeout_s():g} s and was stopped",
             ))
+        elif reason == events.DISK_LIMIT:
+            publisher.send_event(events.error(
+                cmd.command_id, events.DISK_LIMIT,
+                f"the project's files took more than {self._settings.limits.workspace_max_bytes}"
+                " bytes of disk and the command was stopped",
+            ))
         # Output and upload before the delete, never after.
         with trio.move_on_after(BUS_PATIENCE_S):
             await publisher.flush()
@@ -424,11 +440,24 @@ class CommandRun:
     async def _run_process(
         self, publisher: OutputPublisher, workspace: Workspace, subscription
     ) -> tuple[ExitStatus, str | None]:
+        try:
+            return await self._run_as_user(publisher, workspace, subscription)
+        finally:
+            # Whatever the command left running, wherever it went, ends here.
+            with trio.move_on_after(CLEANUP_S, shield=True):
+                await self.user.leave(workspace.path)
+
+    async def _run_as_user(
+        self, publisher: OutputPublisher, workspace: Workspace, subscription
+    ) -> tuple[ExitStatus, str | None]:
         cmd = self.command
         try:
+            await self.user.enter(workspace.path)
             process = await PtyCommand.spawn(
-                cmd.command, cwd=workspace.path, env=dict(self._settings.command_env),
+                cmd.command, cwd=workspace.path,
+                env=self.user.environment(self._settings.command_env),
                 cols=cmd.cols, rows=cmd.rows,
+                setup=self.user.child_setup(self._settings.limits),
             )
         except SpawnFailed as exc:
             publisher.send_event(events.error(cmd.command_id, events.SPAWN_FAILED, str(exc)))
@@ -442,6 +471,7 @@ class CommandRun:
                 nursery.start_soon(InputRouter(process, cmd.command_id, self._log).run,
                                    subscription)
                 nursery.start_soon(self._upload_periodically, workspace)
+                nursery.start_soon(self._watch_disk_use, workspace)
                 with trio.CancelScope(
                     deadline=trio.current_time() + self._timeout_s()
                 ) as self._wait_scope:
@@ -449,7 +479,8 @@ class CommandRun:
                         self._wait_scope.cancel()
                     await process.wait()
                 if self._wait_scope.cancelled_caught:
-                    reason = "interrupted" if self._interrupted else "timeout"
+                    reason = ("interrupted" if self._interrupted
+                              else events.DISK_LIMIT if self._over_disk_limit else "timeout")
                     self._log(logging.WARNING, "stopping command", reason=reason)
                 # The shell has exited, or must now: stop everything it started.
                 await process.terminate(self._settings.kill_grace_s)
@@ -465,6 +496,24 @@ class CommandRun:
                 await process.wait()
             process.close()
         return status, reason
+
+    async def _watch_disk_use(self, workspace: Workspace) -> None:
+        """Stop the command once its project folder and home outgrow WORKSPACE_MAX_BYTES."""
+        limits = self._settings.limits
+        places = [str(workspace.path)]
+        if self.user.home is not None:
+            places.append(str(self.user.home))
+        while True:
+            await trio.sleep(limits.workspace_check_s)
+            used = await trio.to_thread.run_sync(
+                files.disk_use, places, limits.workspace_max_bytes
+            )
+            if used > limits.workspace_max_bytes:
+                self._log(logging.WARNING, "disk limit reached", usedBytes=used)
+                self._over_disk_limit = True
+                if self._wait_scope is not None:
+                    self._wait_scope.cancel()
+                return
 
     async def _upload_periodically(self, workspace: Workspace) -> None:
         while True:

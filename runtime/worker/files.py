@@ -197,3 +197,81 @@ def prune_empty_dirs(root: str, relative_dir: str) -> None:
         except OSError:
             return
         parts.pop()
+
+
+def give_to(root: str, uid: int, gid: int) -> None:
+    """Make ``root`` and everything under it owned by ``uid:gid``, ``root`` private to it.
+
+    Called while nothing of ``uid`` runs. A regular file with several links is left as
+    it is unless it is already ``uid``'s: its other names may be outside the workspace
+    (a hard link to a file of the system), and giving it away would give those away too.
+    """
+    fd = os.open(root, _DIR_FLAGS)
+    try:
+        os.fchown(fd, uid, gid)
+        os.fchmod(fd, 0o700)
+        _give_dir(fd, uid, gid)
+    finally:
+        os.close(fd)
+
+
+def take_back(root: str) -> None:
+    """Make ``root`` the worker's and private again: no other user can reach what is
+    under it, whoever owns that."""
+    fd = os.open(root, _DIR_FLAGS)
+    try:
+        os.fchown(fd, os.geteuid(), os.getegid())
+        os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
+
+
+def _give_dir(fd: int, uid: int, gid: int) -> None:
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            st = entry.stat(follow_symlinks=False)
+            if (st.st_uid, st.st_gid) != (uid, gid) and not (
+                stat.S_ISREG(st.st_mode) and st.st_nlink > 1
+            ):
+                os.chown(entry.name, uid, gid, dir_fd=fd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                child = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
+                try:
+                    _give_dir(child, uid, gid)
+                finally:
+                    os.close(child)
+
+
+def disk_use(roots: list[str], stop_above: int) -> int:
+    """Bytes the trees under ``roots`` take, counting each file at its allocated or its
+    apparent size, whichever is larger (a sparse file costs little disk but a full
+    upload). Stops counting once past ``stop_above``."""
+    total = 0
+    for root in roots:
+        try:
+            fd = os.open(root, _DIR_FLAGS)
+        except FileNotFoundError:
+            continue
+        total = _add_dir(fd, total, stop_above)
+        if total > stop_above:
+            break
+    return total
+
+
+def _add_dir(fd: int, total: int, stop_above: int) -> int:
+    try:
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                    total += max(st.st_size, st.st_blocks * 512)
+                    if stat.S_ISDIR(st.st_mode) and total <= stop_above:
+                        child = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
+                        total = _add_dir(child, total, stop_above)
+                except OSError:
+                    continue  # removed, or replaced by a link, by the running command
+                if total > stop_above:
+                    return total
+    finally:
+        os.close(fd)
+    return total

@@ -3,7 +3,8 @@
 The master side is non-blocking and read with ``wait_readable``, never with a blocking
 read in the event loop; the child is awaited through a pidfd. The command runs as the
 leader of a new session, so everything it starts (``&``, ``nohup``) can be found and
-stopped with it.
+stopped with it; what leaves the session is found by its user id (see ``confinement``).
+ptyprocess closes every inherited descriptor but the terminal in the child.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import errno
 import logging
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,12 +62,15 @@ class PtyCommand:
 
     @classmethod
     async def spawn(
-        cls, command: str, *, cwd: Path, env: dict, cols: int, rows: int
+        cls, command: str, *, cwd: Path, env: dict, cols: int, rows: int,
+        setup: Callable[[], None] | None = None,
     ) -> PtyCommand:
+        """Start ``bash -lc command``; ``setup`` runs in the child just before the shell."""
         argv = ["/bin/bash", "-lc", command]
 
         def start() -> PtyProcess:
-            return PtyProcess.spawn(argv, cwd=str(cwd), env=env, dimensions=(rows, cols))
+            return PtyProcess.spawn(argv, cwd=str(cwd), env=env, dimensions=(rows, cols),
+                                    preexec_fn=setup)
 
         try:
             process = await trio.to_thread.run_sync(start)

@@ -10,12 +10,19 @@ from pathlib import Path
 
 from runtime.contract.settings import EnvReader, SettingError
 from runtime.policy.environment import command_environment
+from runtime.policy.limits import MIB, CommandLimits
 from runtime.policy.visibility import LeasePolicy
 
 # Fargate sends SIGKILL at most 120 s after SIGTERM.
 FARGATE_MAX_STOP_S = 120
 # Time an interrupted command needs after its kill: upload what changed, hand back.
 HAND_BACK_BUDGET_S = 5
+# Below this, ids belong to the system's own users, whose files a command could then touch.
+LOWEST_COMMAND_UID = 1000
+# How far above COMMAND_UID_BASE a worker looks for ids no other worker on the machine holds.
+COMMAND_UID_SPAN = 1024
+# Linux's highest user id ((uid_t) -1 means "no change").
+HIGHEST_UID = 2 ** 32 - 2
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,13 @@ class WorkerSettings:
     aws_endpoint_url: str | None = None
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     command_env: Mapping[str, str] = field(default_factory=dict)
+    # Each slot runs its commands as a uid (and the same gid) of its own, the first ids
+    # from command_uid_base up that no other worker on the machine holds.
+    command_uid_base: int = 20000
+    # Only where the worker cannot switch user ids (not root): commands then run as the
+    # worker's own user and can read everything it holds, credentials included.
+    commands_as_worker_user: bool = False
+    limits: CommandLimits = field(default_factory=CommandLimits)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> WorkerSettings:
@@ -62,6 +76,19 @@ class WorkerSettings:
                 "and hand back interrupted commands"
             )
         worker_id = env.optional_text("WORKER_ID")
+        default = CommandLimits()
+        limits = CommandLimits(
+            max_processes=env.integer("COMMAND_MAX_PROCESSES", default.max_processes,
+                                      minimum=8),
+            max_file_bytes=env.integer("COMMAND_MAX_FILE_BYTES", default.max_file_bytes,
+                                       minimum=MIB),
+            max_open_files=env.integer("COMMAND_MAX_OPEN_FILES", default.max_open_files,
+                                       minimum=64, maximum=1024 * 1024),
+            workspace_max_bytes=env.integer("WORKSPACE_MAX_BYTES", default.workspace_max_bytes,
+                                            minimum=MIB),
+            workspace_check_s=env.number("WORKSPACE_CHECK_SECONDS", default.workspace_check_s,
+                                         minimum=0.1, maximum=3600),
+        )
         return cls(
             sqs_queue_url=env.url("SQS_QUEUE_URL", ("http", "https")),
             s3_bucket=bucket,
@@ -82,5 +109,9 @@ class WorkerSettings:
             stop_timeout_s=stop_timeout_s,
             aws_endpoint_url=env.optional_text("AWS_ENDPOINT_URL"),
             command_env=command_environment(environ),
+            command_uid_base=env.integer("COMMAND_UID_BASE", 20000, minimum=LOWEST_COMMAND_UID,
+                                         maximum=HIGHEST_UID - COMMAND_UID_SPAN),
+            commands_as_worker_user=env.boolean("COMMANDS_AS_WORKER_USER", False),
+            limits=limits,
             **({"worker_id": worker_id} if worker_id else {}),
         )

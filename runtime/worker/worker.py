@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 
 import trio
 
@@ -24,6 +25,7 @@ from runtime.contract.messages import InvalidCommand, parse_command
 from runtime.policy.backoff import backoff_delay
 
 from .command import CLEANUP_S, CommandRun, WorkerContext
+from .confinement import CommandUsers
 from .settings import WorkerSettings
 
 logger = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ class Worker:
             transfer_limiter=trio.CapacityLimiter(TRANSFER_THREADS), workspaces={},
         )
         self._running: set[CommandRun] = set()
+        self._users: CommandUsers | None = None
         self._handling = 0
         self._stopping = False
         self._stop_requested = trio.Event()
@@ -80,21 +83,28 @@ class Worker:
         return cls(settings, queue, storage, bus)
 
     async def preflight(self) -> None:
-        """Fail at start, naming what is unreachable, rather than at the first command."""
+        """Fail at start, naming what is unreachable, rather than at the first command;
+        then claim the user ids commands will run as, held until ``run`` ends."""
         await self._queue.check()
         await self._bus.ping()
+        self._users = await trio.to_thread.run_sync(
+            CommandUsers.claim, self.settings, os.geteuid()
+        )
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        logger.info("%s: serving %s", self, self._queue, extra={
-            "workerId": self.settings.worker_id, "concurrency": self.settings.concurrency,
-        })
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            task_status.started()
-            await self._receive_loop(nursery)
-            while self._handling:
-                await self._slot_freed.wait()
-            nursery.cancel_scope.cancel()  # only the grace timer can be left
+        logger.info("%s: serving %s; commands run as %s", self, self._queue, self._users,
+                    extra={"workerId": self.settings.worker_id,
+                           "concurrency": self.settings.concurrency})
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started()
+                await self._receive_loop(nursery)
+                while self._handling:
+                    await self._slot_freed.wait()
+                nursery.cancel_scope.cancel()  # only the grace timer can be left
+        finally:
+            self._users.close()
         logger.info("%s: stopped after %d messages", self, self.handled,
                     extra={"workerId": self.settings.worker_id})
 
@@ -183,7 +193,7 @@ class Worker:
             except InvalidCommand as exc:
                 await self._reject(message, exc)
                 return
-            run = CommandRun(self._context, message, command)
+            run = CommandRun(self._context, message, command, self._users.take())
             self._running.add(run)
             if self._stopping:
                 run.interrupt(self._stop_deadline)
@@ -209,6 +219,7 @@ class Worker:
             self._handling -= 1
             if run is not None:
                 self._running.discard(run)
+                self._users.give_back(run.user)
             self._wake()
 
     async def _reject(self, message: ReceivedMessage, exc: InvalidCommand) -> None:

@@ -25,6 +25,8 @@ from . import files
 
 logger = logging.getLogger(__name__)
 
+# Beside the projects in the workspace root; no project id can start with a dot.
+MANIFESTS_DIR = ".manifests"
 # S3 refuses single objects over 5 TB; larger local files are a user mistake, not data.
 MAX_UPLOAD_BYTES = 5 * 1024 ** 4
 
@@ -58,7 +60,7 @@ class Workspace:
     ):
         self.project_id = project_id
         self.path = root / project_id
-        self._manifest_path = root / ".manifests" / f"{project_id}.json"
+        self._manifest_path = root / MANIFESTS_DIR / f"{project_id}.json"
         self._storage = storage
         self._limiter = limiter
         self._lock = trio.Lock()
@@ -211,8 +213,10 @@ class Workspace:
         return await trio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=self._limiter)
 
     def _prepare_directories(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        self._manifest_path.parent.mkdir(parents=True, exist_ok=True)
+        # Private to the worker until a command's user is given the project (see
+        # confinement); the manifests always, as commands must not read them.
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._manifest_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def _load_manifest(self) -> dict[str, ManifestEntry]:
         try:
@@ -225,7 +229,7 @@ class Workspace:
             return {}
 
     def _save_manifest(self, manifest: dict[str, ManifestEntry]) -> None:
-        self._manifest_path.parent.mkdir(parents=True, exist_ok=True)
+        self._manifest_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         temp = self._manifest_path.with_suffix(f".{secrets.token_hex(4)}.tmp")
         data = json.dumps(
             {path: [e.etag, e.size, e.mtime_ns, e.mode] for path, e in manifest.items()}

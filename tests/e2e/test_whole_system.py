@@ -27,6 +27,7 @@ from tests.browser.pages import (
     wait_for_lines,
     wait_for_status,
 )
+from tests.e2e.conftest import E2E_SETTINGS
 
 pytestmark = pytest.mark.e2e
 
@@ -316,3 +317,13 @@ async def test_make_run_serves_the_sample_project_and_ctrl_c_leaves_no_process(
     assert await trio.to_thread.run_sync(stack.interrupt) == 0
     assert "stopped" in stack.seen[-1]
     assert [pid for pid in started if alive(pid)] == []
+
+
+async def test_with_no_redis_server_the_system_runs_on_fakeredis(tmp_path):
+    with LocalSystem(tmp_path / "system", fake_redis=True, settings=E2E_SETTINGS) as system:
+        async with AsyncExitStack() as stack:
+            terminal = await open_terminal(stack, system, fresh_id("fake"))
+            command_id = await terminal.run("echo one; echo two")
+            await terminal.until(lambda frames: terminal.exits())
+    assert terminal.output(command_id).split() == ["one", "two"]
+    assert terminal.exits()[0]["exitCode"] == 0

@@ -90,7 +90,7 @@ async def test_executable_bit_survives_the_round_trip_through_s3(
     async with running_worker(aws.worker_env(redis_server.url, tmp_path / "first")):
         await wait_for_events(redis_client, "modes", "t", has_exit("c1"))
     head = aws.s3.head_object(Bucket=aws.bucket, Key="projects/modes/run.sh")
-    assert head["Metadata"]["mode"] == "755"
+    assert head["Metadata"]["mode"] == "700"  # commands run with umask 077
     # A cold worker elsewhere brings the file down executable.
     aws.send({"projectId": "modes", "terminalId": "t", "commandId": "c2", "command": "./run.sh"})
     async with running_worker(aws.worker_env(redis_server.url, tmp_path / "second")):

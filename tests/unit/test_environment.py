@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.policy.environment import DEFAULT_PATH, PASSED_THROUGH, command_environment
+from runtime.policy.environment import (
+    DEFAULT_PATH,
+    PASSED_THROUGH,
+    command_environment,
+    for_user,
+)
 
 WORKER_ENV = {
     "PATH": "/opt/node/bin:/usr/bin",
@@ -70,3 +75,11 @@ def test_worker_environment_is_not_modified():
     worker_env = dict(WORKER_ENV)
     command_environment(worker_env)
     assert worker_env == WORKER_ENV
+
+
+def test_a_command_user_gets_its_own_home_and_name_and_nothing_else_changes():
+    base = command_environment(WORKER_ENV)
+    env = for_user(base, name="cloudide", home="/ws/.homes/20000")
+    assert env == {**base, "HOME": "/ws/.homes/20000", "USER": "cloudide",
+                   "LOGNAME": "cloudide"}
+    assert base["HOME"] == WORKER_ENV["HOME"]  # not modified

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from runtime.contract.settings import SettingError
+from runtime.policy.limits import GIB, CommandLimits
 from runtime.policy.visibility import SQS_MAX_VISIBILITY_S, LeasePolicy
+from runtime.worker.confinement import isolation_problem
 from runtime.worker.settings import WorkerSettings
 
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/commands"
@@ -38,6 +40,11 @@ def test_defaults():
     assert s.kill_grace_s == 3
     assert s.aws_endpoint_url is None
     assert s.worker_id
+    assert s.command_uid_base == 20000
+    assert s.commands_as_worker_user is False
+    assert s.limits == CommandLimits(max_processes=512, max_file_bytes=4 * GIB,
+                                     max_open_files=4096, workspace_max_bytes=10 * GIB,
+                                     workspace_check_s=5)
 
 
 def test_settings_are_frozen():
@@ -61,6 +68,13 @@ def test_every_setting_is_read():
         STOP_TIMEOUT_SECONDS="60",
         AWS_ENDPOINT_URL="http://localhost:5000",
         WORKER_ID="worker-a",
+        COMMAND_UID_BASE="30000",
+        COMMANDS_AS_WORKER_USER="true",
+        COMMAND_MAX_PROCESSES="64",
+        COMMAND_MAX_FILE_BYTES="1048576",
+        COMMAND_MAX_OPEN_FILES="256",
+        WORKSPACE_MAX_BYTES="2097152",
+        WORKSPACE_CHECK_SECONDS="0.5",
     )
 
     assert s.s3_prefix == "tenants/a/"
@@ -76,6 +90,11 @@ def test_every_setting_is_read():
     assert s.kill_grace_s == 5
     assert s.aws_endpoint_url == "http://localhost:5000"
     assert s.worker_id == "worker-a"
+    assert s.command_uid_base == 30000
+    assert s.commands_as_worker_user is True
+    assert s.limits == CommandLimits(max_processes=64, max_file_bytes=1048576,
+                                     max_open_files=256, workspace_max_bytes=2097152,
+                                     workspace_check_s=0.5)
 
 
 def test_lease_is_extended_three_times_per_lease():
@@ -121,6 +140,15 @@ def test_required_setting_missing_names_it(missing):
         ("SHUTDOWN_GRACE_SECONDS", "nan"),
         ("KILL_GRACE_SECONDS", "0"),
         ("KILL_GRACE_SECONDS", "61"),
+        ("COMMAND_UID_BASE", "0"),  # root
+        ("COMMAND_UID_BASE", "999"),  # the system's own users
+        ("COMMAND_UID_BASE", str(2 ** 32)),
+        ("COMMANDS_AS_WORKER_USER", "maybe"),
+        ("COMMAND_MAX_PROCESSES", "0"),
+        ("COMMAND_MAX_FILE_BYTES", "1000"),
+        ("COMMAND_MAX_OPEN_FILES", "3"),
+        ("WORKSPACE_MAX_BYTES", "-1"),
+        ("WORKSPACE_CHECK_SECONDS", "0"),
     ],
 )
 def test_bad_value_stops_with_a_message_naming_the_variable(name, value):
@@ -182,3 +210,13 @@ def test_lease_of_hours_is_refused_so_every_command_timeout_stays_valid(lease_s)
 def test_default_command_timeout_fits_the_longest_lease():
     s = settings(LEASE_SECONDS="900")
     assert s.command_timeout_s <= s.lease.longest_command_s()
+
+
+def test_a_worker_that_is_not_root_must_be_told_to_run_commands_as_itself():
+    problem = isolation_problem(settings(), euid=1000)
+    assert problem is not None
+    assert "uid 1000, not root" in problem
+    assert "COMMANDS_AS_WORKER_USER=true" in problem
+    assert "\n" not in problem
+    assert isolation_problem(settings(COMMANDS_AS_WORKER_USER="true"), euid=1000) is None
+    assert isolation_problem(settings(), euid=0) is None
