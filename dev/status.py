@@ -86,7 +86,6 @@ setInterval(refresh, 2000);
 class StatusServer:
     def __init__(self, system: LocalSystem, port: int = 0):
         self._system = system
-        self._sqs = system.client("sqs")
         self._s3 = system.client("s3")
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -104,8 +103,8 @@ class StatusServer:
         self._server.server_close()
 
     def snapshot(self) -> dict:
-        waiting, in_flight = self._counts(self._system.queue_url)
-        dead_letters = sum(self._counts(self._system.dead_letter_url))
+        waiting, in_flight = self._system.queue_counts()
+        dead_letters = sum(self._system.queue_counts(self._system.dead_letter_url))
         try:
             figures = self._system.scaler_figures()
         except OSError:
@@ -127,14 +126,6 @@ class StatusServer:
             "terminalPages": {project: self._system.terminal_page(project, "term-1")
                               for project in projects},
         }
-
-    def _counts(self, queue_url: str) -> tuple[int, int]:
-        attributes = self._sqs.get_queue_attributes(
-            QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages",
-                                                "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-        return (int(attributes["ApproximateNumberOfMessages"]),
-                int(attributes["ApproximateNumberOfMessagesNotVisible"]))
 
     def _handler(self):
         status = self

@@ -212,6 +212,16 @@ class LocalSystem:
                 figures[name[len(prefix):]] = float(value)
         return figures
 
+    def queue_counts(self, queue_url: str | None = None) -> tuple[int, int]:
+        """(waiting, in flight) of the command queue, or of ``queue_url``."""
+        attributes = self.client("sqs").get_queue_attributes(
+            QueueUrl=queue_url or self.queue_url,
+            AttributeNames=["ApproximateNumberOfMessages",
+                            "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return (int(attributes["ApproximateNumberOfMessages"]),
+                int(attributes["ApproximateNumberOfMessagesNotVisible"]))
+
     def processes(self) -> dict[str, subprocess.Popen]:
         return dict(self._processes)
 

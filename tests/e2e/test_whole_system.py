@@ -80,18 +80,9 @@ async def open_terminal(stack: AsyncExitStack, system: LocalSystem, project: str
     return Terminal(ws)
 
 
-def queue_counts(system: LocalSystem) -> tuple[int, int]:
-    attributes = system.client("sqs").get_queue_attributes(
-        QueueUrl=system.queue_url, AttributeNames=["ApproximateNumberOfMessages",
-                                                   "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return (int(attributes["ApproximateNumberOfMessages"]),
-            int(attributes["ApproximateNumberOfMessagesNotVisible"]))
-
-
 async def wait_for_empty_queue(system: LocalSystem) -> None:
     with trio.fail_after(WAIT_LIMIT_S):
-        while await trio.to_thread.run_sync(queue_counts, system) != (0, 0):
+        while await trio.to_thread.run_sync(system.queue_counts) != (0, 0):
             await trio.sleep(0.2)
 
 
