@@ -1,6 +1,8 @@
 # make run        - the system on this machine: emulated AWS, a local Redis, a worker
 # make test       - everything the tests need, then ruff, the page's node tests and the suite
 # make web-assets - xterm.js from the npm registry, copied where the gateway serves it
+# make bench      - every benchmark beside its peer, then a summary (see bench/RESULTS.md)
+# make test-localstack - the end-to-end cases again, against LocalStack run without Docker
 
 PYTHON ?= python3
 VENV := .venv
@@ -11,7 +13,7 @@ VENDOR := $(WEB)/vendor
 NPM_INSTALLED := $(WEB)/node_modules/.installed
 VENDORED := $(VENDOR)/xterm.js $(VENDOR)/xterm.css $(VENDOR)/addon-fit.js
 
-.PHONY: run test test-web lint system-deps web-assets constraints clean
+.PHONY: run test test-web test-localstack lint bench system-deps web-assets constraints clean
 
 # constraints.txt pins every Python package (a known-good set, and no slow resolution
 # between awscli's and boto3's pins of botocore); refresh it with `make constraints`.
@@ -66,10 +68,46 @@ lint: $(INSTALLED)
 
 test: system-deps $(INSTALLED) web-assets lint test-web
 	$(BIN)/pytest
+	@if [ -n "$(LOCALSTACK_PYTHON)" ]; then \
+		$(MAKE) --no-print-directory test-localstack LOCALSTACK_PYTHON="$(LOCALSTACK_PYTHON)"; \
+	else \
+		echo "skipped the LocalStack run: it needs Python 3.13 or newer, none found" \
+			"(set LOCALSTACK_PYTHON)"; \
+	fi
+
+# LocalStack (SQS and S3) as a process on this machine, no Docker: its runtime needs Python
+# 3.13 or newer, found on PATH or among pyenv's versions, in a virtualenv of its own so its
+# pins (dev/localstack-constraints.txt) never meet the project's. The end-to-end cases that
+# start a LocalSystem from AWS_ENDPOINT_URL run against it; the others start their own moto.
+LOCALSTACK_VENV := .venv-localstack
+LOCALSTACK_INSTALLED := $(LOCALSTACK_VENV)/.installed
+LOCALSTACK_PYTHON ?= $(shell for p in python3.14 python3.13 \
+	$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[3-9]*/bin/python3 2>/dev/null | sort -rV); do \
+	"$$p" -c 'import sys; assert sys.version_info >= (3, 13)' >/dev/null 2>&1 \
+	&& { command -v "$$p"; break; }; done)
+LOCALSTACK_CASES := not make_run and not fakeredis
+
+$(LOCALSTACK_INSTALLED): dev/localstack-constraints.txt
+	@test -n "$(LOCALSTACK_PYTHON)" || { \
+		echo "LocalStack needs Python 3.13 or newer: none found; set LOCALSTACK_PYTHON"; exit 1; }
+	rm -rf $(LOCALSTACK_VENV)
+	$(LOCALSTACK_PYTHON) -m venv $(LOCALSTACK_VENV)
+	$(LOCALSTACK_VENV)/bin/pip install --quiet --upgrade pip
+	$(LOCALSTACK_VENV)/bin/pip install --quiet -c dev/localstack-constraints.txt \
+		'localstack-core[base-runtime]' service-identity
+	touch $@
+
+test-localstack: system-deps $(INSTALLED) web-assets $(LOCALSTACK_INSTALLED)
+	$(BIN)/python dev/localstack.py --python $(LOCALSTACK_VENV)/bin/python -- \
+		$(BIN)/pytest tests/e2e/test_whole_system.py -k '$(LOCALSTACK_CASES)'
+
+# Figures, never pass/fail: each script starts its own servers on free ports and stops them.
+bench: system-deps $(INSTALLED)
+	$(BIN)/python -m bench.all
 
 run: system-deps $(INSTALLED) web-assets
 	$(BIN)/python dev/stack.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info $(VENDOR) $(WEB)/node_modules \
-		tests/browser/output
+	rm -rf $(VENV) $(LOCALSTACK_VENV) .pytest_cache .ruff_cache *.egg-info $(VENDOR) \
+		$(WEB)/node_modules tests/browser/output

@@ -88,6 +88,10 @@ class RedisServer:
                 time.sleep(0.05)
         raise RuntimeError("redis-server did not answer")
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
     def stop(self) -> None:
         if self._process is not None:
             self._process.terminate()

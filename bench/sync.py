@@ -1,0 +1,201 @@
+"""S3 sync of a 2,000-file, ~30 MB project: ours beside ``aws s3 sync``, same moto server.
+
+Ours is the worker's own ``Workspace`` (pull before a command, push after it) with the
+worker's transfer threads; the peer is the AWS CLI, started once per sync as a user
+would, so its figures include the CLI's start-up (reported on its own line). Steps, each
+timed for both: full upload of a fresh folder; cold download into an empty folder; a
+no-change re-sync (down, then up: what every command costs when it changed nothing); a
+40-file delta upload (what a command that edits 40 files costs).
+
+    python -m bench.sync [--quick] [--files 2000]
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import trio
+
+from bench.common import Stack, arguments, report
+from runtime.aws.clients import make_client
+from runtime.aws.storage import ProjectStorage
+from runtime.worker.worker import TRANSFER_THREADS
+from runtime.worker.workspace import Workspace
+from tests.servers import TEST_CREDENTIALS
+
+PREFIX = "projects/"
+TARGET_COLD_AND_FULL = 2
+TARGET_NO_CHANGE = 20
+
+
+def make_project(folder: Path, files: int, seed: int = 9) -> int:
+    """A node-like tree: mostly small sources, a few larger files, ~15 KB a file on
+    average (30 MB for 2,000); returns its size in bytes."""
+    rng = random.Random(seed)
+    total = 0
+    for index in range(files):
+        depth = index % 4
+        parts = [f"pkg{index % 37}", f"lib{index % 11}", f"d{index % 5}"][:depth]
+        size = rng.randint(40_000, 400_000) if index % 40 == 0 else rng.randint(200, 19_000)
+        path = folder.joinpath(*parts, f"file{index}.js")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(rng.randbytes(size))
+        total += size
+    return total
+
+
+def edit(folder: Path, count: int) -> list[str]:
+    """Rewrite ``count`` files spread over the tree (new content, new size)."""
+    paths = sorted(p for p in folder.rglob("*.js"))
+    step = max(1, len(paths) // count)
+    edited = []
+    for path in paths[::step][:count]:
+        path.write_bytes(path.read_bytes() + b"// edited\n")
+        edited.append(path.relative_to(folder).as_posix())
+    return edited
+
+
+class Ours:
+    def __init__(self, stack: Stack, root: Path, project: str):
+        client = make_client("s3", endpoint_url=stack.moto.url, pool_size=TRANSFER_THREADS)
+        self.workspace = Workspace(root, project, ProjectStorage(client, stack.bucket, PREFIX),
+                                   limiter=trio.CapacityLimiter(TRANSFER_THREADS))
+
+    def _timed(self, method) -> tuple[float, int]:
+        async def run():
+            started = time.perf_counter()
+            sync_report = await method()
+            return time.perf_counter() - started, sync_report.transferred
+
+        return trio.run(run)
+
+    def pull(self) -> tuple[float, int]:
+        return self._timed(self.workspace.pull)
+
+    def push(self) -> tuple[float, int]:
+        return self._timed(self.workspace.push)
+
+
+class AwsCli:
+    def __init__(self, stack: Stack):
+        self._env = {**os.environ, **TEST_CREDENTIALS, "AWS_CONFIG_FILE": os.devnull,
+                     "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+        self._base = [sys.executable, "-m", "awscli", "--endpoint-url", stack.moto.url]
+        self._bucket = stack.bucket
+
+    def run(self, *args: str) -> tuple[float, int]:
+        """Seconds, and files the CLI said it transferred."""
+        started = time.perf_counter()
+        done = subprocess.run([*self._base, *args], env=self._env, capture_output=True,
+                              text=True, check=False)
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            raise RuntimeError(f"aws {' '.join(args)}: {done.stderr.strip()[-500:]}")
+        lines = done.stdout.replace("\r", "\n").splitlines()
+        return seconds, sum(1 for line in lines if line.startswith(("upload:", "download:")))
+
+    def up(self, folder: Path, project: str) -> tuple[float, int]:
+        return self.run("s3", "sync", "--no-progress",
+                        str(folder), f"s3://{self._bucket}/{PREFIX}{project}/")
+
+    def down(self, project: str, folder: Path) -> tuple[float, int]:
+        return self.run("s3", "sync", "--no-progress", f"s3://{self._bucket}/{PREFIX}{project}/",
+                        str(folder))
+
+    def start_up_s(self) -> float:
+        return self.run("--version")[0]
+
+
+def measure(files: int, delta: int) -> tuple[dict, dict, dict]:
+    work = Path(tempfile.mkdtemp(prefix="cloudide-bench-sync-"))
+    try:
+        source = work / "source"
+        size = make_project(source, files)
+        with Stack(worker=False, gateway=False) as stack:
+            cli = AwsCli(stack)
+            ours, peer = {}, {}
+            emulator = psutil.Process(stack.moto.process.pid)
+            moto_cpu: dict[str, float] = {}
+
+            def busy(name: str, step):
+                """Run a step; note the CPU seconds the moto server spent on it."""
+                before = sum(emulator.cpu_times()[:2])
+                outcome = step()
+                moto_cpu[name] = round(sum(emulator.cpu_times()[:2]) - before, 2)
+                return outcome
+
+            # Full upload: a fresh folder, nothing in S3 yet.
+            shutil.copytree(source, work / "up" / "ours")
+            ours["fullUpload"] = busy("oursFullUpload", Ours(stack, work / "up", "ours").push)
+            peer["fullUpload"] = busy("peerFullUpload", lambda: cli.up(source, "peer"))
+            # Cold download: an empty folder.
+            mine = Ours(stack, work / "down", "ours")
+            ours["coldDownload"] = busy("oursColdDownload", mine.pull)
+            peer_folder = work / "peer-down"
+            peer["coldDownload"] = busy("peerColdDownload", lambda: cli.down("peer", peer_folder))
+            # No change: down then up, as before and after a command that changed nothing.
+            down_s, down_n = mine.pull()
+            up_s, up_n = mine.push()
+            ours["noChange"] = (down_s + up_s, down_n + up_n)
+            down_s, down_n = cli.down("peer", peer_folder)
+            up_s, up_n = cli.up(peer_folder, "peer")
+            peer["noChange"] = (down_s + up_s, down_n + up_n)
+            # A command edited some files: upload the delta.
+            edit(work / "down" / "ours", delta)
+            ours["deltaUpload"] = mine.push()
+            time.sleep(1.1)  # the CLI compares modification times in whole seconds
+            edit(peer_folder, delta)
+            peer["deltaUpload"] = cli.up(peer_folder, "peer")
+            start_up = cli.start_up_s()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return ({k: {"seconds": round(s, 3), "files": n} for k, (s, n) in ours.items()},
+            {k: {"seconds": round(s, 3), "files": n} for k, (s, n) in peer.items()},
+            {"files": files, "bytes": size, "delta": delta, "cliStartUpS": round(start_up, 3),
+             "motoCpuSeconds": moto_cpu})
+
+
+STEPS = (("fullUpload", "full upload", TARGET_COLD_AND_FULL),
+         ("coldDownload", "cold download", TARGET_COLD_AND_FULL),
+         ("noChange", "no-change re-sync (down + up)", TARGET_NO_CHANGE),
+         ("deltaUpload", "delta upload", None))
+
+
+def main() -> None:
+    args = arguments(__doc__.splitlines()[0], lambda parser: parser.add_argument(
+        "--files", type=int, default=2000, help="files in the project (2000)"), profile=False)
+    files = 40 if args.quick else args.files
+    delta = max(1, files // 50)
+    ours, peer, project = measure(files, delta)
+    cpu = project["motoCpuSeconds"]
+    rows = [["", "ours s", "aws s3 sync s", "speed-up", "files ours/peer"]]
+    meets = {}
+    for key, label, target in STEPS:
+        speed_up = peer[key]["seconds"] / ours[key]["seconds"] if ours[key]["seconds"] else 0
+        ours[key]["speedUp"] = round(speed_up, 1)
+        if target is not None:
+            meets[key] = speed_up >= target
+        label = f"{label} ({delta} files)" if key == "deltaUpload" else label
+        rows.append([label, f"{ours[key]['seconds']:.2f}", f"{peer[key]['seconds']:.2f}",
+                     f"{speed_up:.1f}x", f"{ours[key]['files']}/{peer[key]['files']}"])
+    report("S3 sync", rows, {
+        "bench": "sync", "quick": args.quick, "project": project, "ours": ours, "awsCli": peer,
+        "meets": meets,
+    }, [f"{files} files, {project['bytes'] / 1e6:.1f} MB; the CLI's start-up alone takes "
+        f"{project['cliStartUpS']:.2f} s of each of its figures (target: >= 2x cold and "
+        "full, >= 20x no-change)",
+        "CPU seconds the moto server spent (full upload, cold download): ours "
+        f"{cpu['oursFullUpload']:.1f}, {cpu['oursColdDownload']:.1f}; aws s3 sync "
+        f"{cpu['peerFullUpload']:.1f}, {cpu['peerColdDownload']:.1f}"])
+
+
+if __name__ == "__main__":
+    main()
