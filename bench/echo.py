@@ -3,7 +3,10 @@ terminal's echo of it comes back on the same websocket.
 
 Ours: browser frame -> gateway -> Redis input channel -> worker -> PTY, and the echo back
 through worker -> Redis -> gateway. Peer: terminado. Keys go one at a time (the next
-after the previous echo), after a few unmeasured ones that show the command is reading.
+after the previous echo, and no sooner than KEY_GAP_S after the previous key: a fast
+typist's pace, well inside the gateway's frame rate limit), after a few unmeasured ones
+that show the command is reading. The terminal's own echo is off, so each key comes
+back once, written by `cat`: the round trip through the command.
 
     python -m bench.echo [--quick] [--keys 1000] [--profile DIR]
 """
@@ -30,6 +33,10 @@ WARM_UP_KEYS = 20
 # Until the command reads its input, keys typed are lost to nobody but may go unanswered.
 FIRST_ECHO_WAIT_S = 0.5
 TARGET_P50_MS, TARGET_P99_MS = 3, 15
+# 100 keys a second: ten times a fast typist, half the gateway's default frame rate.
+KEY_GAP_S = 0.01
+# Each key comes back once, written by `cat`, with the terminal's own echo off.
+COMMAND = "stty -icanon -echo; cat"
 
 
 def summary(latencies_s: list[float]) -> dict:
@@ -51,6 +58,7 @@ async def type_keys(send, next_echo, keys: int) -> list[float]:
     await drain(next_echo)
     latencies = []
     for index in range(WARM_UP_KEYS + keys):
+        await trio.sleep_until(trio.current_time() + KEY_GAP_S)
         started = time.perf_counter()
         await send(letters[index % len(letters)])
         await next_echo()
@@ -68,7 +76,7 @@ async def drain(next_echo) -> None:
 
 
 async def terminado(keys: int) -> list[float]:
-    with terminado_server("stty -icanon; cat") as url:
+    with terminado_server(COMMAND) as url:
         async with open_terminado(url) as ws:
             async def send(key: str) -> None:
                 await ws.send_message(json.dumps(["stdin", key]))
@@ -85,7 +93,7 @@ async def terminado(keys: int) -> list[float]:
 async def ours(keys: int, profile: str | None) -> list[float]:
     with Stack(profile=profile) as stack:
         async with stack.open_terminal("bench", "echo") as ws:
-            await ws.send_message(json.dumps({"type": "command", "command": "stty -icanon; cat"}))
+            await ws.send_message(json.dumps({"type": "command", "command": COMMAND}))
 
             async def send(key: str) -> None:
                 await ws.send_message(json.dumps({"type": "stdin", "data": key}))

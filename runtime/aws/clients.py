@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+
 import boto3
 from botocore.config import Config
+
+# One session per process: a session loads the service models anew, some 10 MB for each
+# client made from a session of its own, while clients of one session share them.
+# Creating clients from a shared session is not thread-safe (using them is): the lock.
+_session_lock = threading.Lock()
+_session: boto3.session.Session | None = None
 
 
 def make_client(service: str, *, endpoint_url: str | None, pool_size: int = 32,
@@ -15,6 +23,7 @@ def make_client(service: str, *, endpoint_url: str | None, pool_size: int = 32,
     calls must end within a deadline (lease extensions) ask for short timeouts and few
     attempts, since a call in a thread is never abandoned.
     """
+    global _session
     config = Config(
         retries={"mode": "standard", "max_attempts": attempts},
         max_pool_connections=pool_size,
@@ -22,7 +31,10 @@ def make_client(service: str, *, endpoint_url: str | None, pool_size: int = 32,
         read_timeout=read_timeout_s,
         tcp_keepalive=True,
     )
-    return boto3.session.Session().client(service, endpoint_url=endpoint_url, config=config)
+    with _session_lock:
+        if _session is None:
+            _session = boto3.session.Session()
+        return _session.client(service, endpoint_url=endpoint_url, config=config)
 
 
 def error_code(exc: BaseException) -> str:

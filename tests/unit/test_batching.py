@@ -30,8 +30,32 @@ def test_adding_nothing_starts_no_clock():
     assert not batcher.due(100.0)
 
 
+def busy(batcher: OutputBatcher, now: float) -> OutputBatcher:
+    """A batcher whose command has just sent a batch of output: the next read is batched."""
+    batcher.add(b"x", now=now)
+    batcher.take()
+    return batcher
+
+
+def test_the_first_read_after_a_quiet_spell_is_due_at_once():
+    batcher = OutputBatcher(max_delay_s=0.5, max_bytes=1024, quiet_s=0.05)
+    batcher.add(b"$ ", now=10.0)
+    assert batcher.due(10.0)
+    assert batcher.take() == "$ "
+
+    batcher.add(b"l", now=10.06)  # a keystroke's echo, a round trip later
+    assert batcher.due(10.06)
+
+
+def test_reads_that_keep_coming_are_batched():
+    batcher = busy(OutputBatcher(max_delay_s=0.5, max_bytes=1024, quiet_s=0.05), now=10.0)
+    batcher.add(b"a", now=10.01)  # 10 ms after the last read: a flood, not quiet
+    assert not batcher.due(10.01)
+    assert batcher.due(10.51)
+
+
 def test_due_by_age_of_the_oldest_byte():
-    batcher = OutputBatcher(max_delay_s=0.5, max_bytes=1024)
+    batcher = busy(OutputBatcher(max_delay_s=0.5, max_bytes=1024), now=10.0)
     batcher.add(b"a", now=10.0)
     batcher.add(b"b", now=10.25)  # a later read does not push the deadline back
 
@@ -43,7 +67,7 @@ def test_due_by_age_of_the_oldest_byte():
 
 
 def test_due_by_size_before_the_deadline():
-    batcher = OutputBatcher(max_delay_s=0.5, max_bytes=4)
+    batcher = busy(OutputBatcher(max_delay_s=0.5, max_bytes=4), now=10.0)
     batcher.add(b"abc", now=10.0)
     assert not batcher.due(10.0)
 
@@ -68,13 +92,13 @@ def test_take_empties_the_batch_and_clears_the_deadline():
 
 
 def test_next_batch_ages_from_its_own_first_byte():
-    batcher = OutputBatcher(max_delay_s=0.5, max_bytes=1024)
+    batcher = OutputBatcher(max_delay_s=0.5, max_bytes=1024, quiet_s=0.5)
     batcher.add(b"first", now=1.0)
     batcher.take()
-    batcher.add(b"second", now=5.0)
+    batcher.add(b"second", now=1.25)
 
-    assert batcher.deadline == 5.5
-    assert not batcher.due(5.25)
+    assert batcher.deadline == 1.75
+    assert not batcher.due(1.5)
 
 
 def test_size_counts_bytes_not_characters():
