@@ -244,6 +244,16 @@ class LocalSystem:
                     frontier.append(child)
         return found
 
+    def restart_gateway(self) -> int:
+        """Stop the gateway as a deployment does (SIGTERM: it drains, asking its clients to
+        reconnect), start it again on the same port; return the old one's exit status."""
+        process = self._processes["gateway"]
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(STOP_LIMIT_S)
+        self._spawn("gateway", [sys.executable, "-m", "gateway"], self.gateway_environment())
+        self._wait_healthy()
+        return code
+
     # --- stop ------------------------------------------------------------------------------
 
     def stop(self) -> None:

@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -60,12 +61,20 @@ class MotoServer:
 
 
 class RedisServer:
-    """A real ``redis-server`` that keeps nothing on disk; can be stopped and restarted."""
+    """A real ``redis-server`` that keeps nothing on disk; can be stopped and restarted.
 
-    def __init__(self, port: int | None = None):
+    ``config_lines`` go into its redis.conf (ACL users, for one); ``user`` (``name:password``)
+    is the one its ``url`` and its own check at start log in as.
+    """
+
+    def __init__(self, port: int | None = None, *, config_lines: Sequence[str] = (),
+                 user: str | None = None):
         self.port = port or free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        login = f"{user}@" if user else ""
+        self.url = f"redis://{login}127.0.0.1:{self.port}/0"
         self._dir = Path(tempfile.mkdtemp(prefix="redis-test-"))
+        self._config = self._dir / "redis.conf"
+        self._config.write_text("".join(f"{line}\n" for line in config_lines))
         self._process: subprocess.Popen | None = None
 
     def start(self) -> RedisServer:
@@ -73,11 +82,11 @@ class RedisServer:
         if binary is None:
             raise RuntimeError("redis-server is not installed; `make test` installs it")
         self._process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self._dir), "--loglevel", "warning"],
+            [binary, str(self._config), "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(self._dir), "--loglevel", "warning"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
         for _ in range(200):
             try:
                 client.ping()

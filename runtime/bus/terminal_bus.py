@@ -26,14 +26,18 @@ COMMAND_RECORD_TTL_S = 7 * 24 * 60 * 60
 
 _PUBLISH = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  -- The counter is gone but the history may not be: continue after its last entry.
+  -- The counter is gone but the history may not be: continue after its last entry, and
+  -- never below the last seq the publisher was given (ARGV[4]), so that events of a
+  -- command that outlived a Redis which lost its data are not taken for old ones.
+  local floor = tonumber(ARGV[4])
   local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
   if last[1] then
-    redis.call('SET', KEYS[1], string.match(last[1][1], '^(%d+)'))
+    floor = math.max(floor, tonumber(string.match(last[1][1], '^(%d+)')))
   end
+  redis.call('SET', KEYS[1], floor)
 end
 local seq
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   seq = redis.call('INCR', KEYS[1])
   local event = '{"seq":' .. seq .. ',' .. string.sub(ARGV[i], 2)
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'event', event)
@@ -115,14 +119,18 @@ class TerminalBus:
     async def ping(self) -> None:
         await self._call(self._redis.ping)
 
-    async def publish(self, project_id: str, terminal_id: str, events: list[str]) -> int:
-        """Publish encoded events (JSON objects without ``seq``); return the last seq."""
+    async def publish(self, project_id: str, terminal_id: str, events: list[str], *,
+                      after: int = 0) -> int:
+        """Publish encoded events (JSON objects without ``seq``); return the last seq.
+
+        ``after``: the last seq this publisher got; numbering never restarts below it.
+        """
         return await self._call(
             self._publish,
             keys=[keys.sequence_counter(project_id, terminal_id),
                   keys.history_stream(project_id, terminal_id)],
             args=[keys.output_channel(project_id, terminal_id), HISTORY_MAX_EVENTS,
-                  HISTORY_TTL_S, *events],
+                  HISTORY_TTL_S, after, *events],
         )
 
     async def begin_attempt(self, project_id: str, command_id: str) -> CommandRecord:
@@ -145,7 +153,8 @@ class TerminalBus:
         return await self._call(begin)
 
     async def publish_exit(
-        self, project_id: str, terminal_id: str, command_id: str, events: list[str]
+        self, project_id: str, terminal_id: str, command_id: str, events: list[str], *,
+        after: int = 0,
     ) -> int:
         """Publish the final events and mark the command finished, in one transaction."""
         record = keys.command_record(project_id, command_id)
@@ -156,7 +165,7 @@ class TerminalBus:
                 keys=[keys.sequence_counter(project_id, terminal_id),
                       keys.history_stream(project_id, terminal_id)],
                 args=[keys.output_channel(project_id, terminal_id), HISTORY_MAX_EVENTS,
-                      HISTORY_TTL_S, *events],
+                      HISTORY_TTL_S, after, *events],
                 client=pipe,
             )
             pipe.hset(record, "exited", 1)

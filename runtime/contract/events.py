@@ -19,8 +19,14 @@ WORKER_STOPPING = "worker_stopping"
 LEASE_LOST = "lease_lost"
 OUTPUT_DROPPED = "output_dropped"
 SPAWN_FAILED = "spawn_failed"
+# The worker failed in its own handling of the command; it is tried again after a lease.
+HANDLING_FAILED = "handling_failed"
 # The project's files outgrew the worker's disk cap; also the `exit` event's reason.
 DISK_LIMIT = "disk_limit"
+# The worker's disk filled up under the command; its local copy was dropped to make room.
+DISK_FULL = "disk_full"
+# The project held more files, folders and links than the worker syncs; nothing was saved.
+FILE_LIMIT = "file_limit"
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 

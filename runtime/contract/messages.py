@@ -14,6 +14,8 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 MAX_COMMAND_BYTES = 64 * 1024
 DEFAULT_COLS, DEFAULT_ROWS = 80, 24
 MAX_TERMINAL_SIZE = 1000
+FIELDS = frozenset({"projectId", "terminalId", "command", "commandId", "cols", "rows",
+                    "timeoutSeconds"})
 
 
 class InvalidCommand(Exception):
@@ -89,6 +91,13 @@ def parse_command(body: str, message_id: str) -> CommandMessage:
             raise invalid(f"{field} must match {ID_PATTERN.pattern}")
     if not is_valid_id(command_id):
         raise invalid(f"commandId must match {ID_PATTERN.pattern}")
+    # A field the worker does not know (`env`, `cwd`, `user`) would be a producer's
+    # mistake or a probe; running the command without it would not be what was asked.
+    unknown = sorted(set(data) - FIELDS)
+    if unknown:
+        named = ", ".join(repr(name[:40]) for name in unknown[:5])
+        raise invalid(f"unknown field(s) {named}; a command message has only "
+                      f"{', '.join(sorted(FIELDS))}")
 
     command = data.get("command")
     if not isinstance(command, str) or not command.strip():

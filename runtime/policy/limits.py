@@ -19,6 +19,9 @@ class CommandLimits:
     max_file_bytes: int = 4 * GIB  # one file: RLIMIT_FSIZE
     max_open_files: int = 4096  # RLIMIT_NOFILE
     workspace_max_bytes: int = 10 * GIB  # the project's folder and the command's home
+    # Files, folders and links a project may hold and still be synced (a large
+    # node_modules holds tens of thousands).
+    workspace_max_files: int = 100_000
     workspace_check_s: float = 5  # how often the worker measures them while a command runs
 
     def rlimits(self, *, own_user: bool) -> dict[int, int]:

@@ -13,10 +13,12 @@ heartbeat stops before any of these, so it can never re-hide a settled message.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import logging
 import math
 import secrets
+import shutil
 from dataclasses import dataclass
 
 import trio
@@ -37,7 +39,7 @@ from .output import OutputPublisher
 from .pty_command import ExitStatus, PtyCommand, SpawnFailed
 from .settings import WorkerSettings
 from .terminal_io import InputRouter, pump_output
-from .workspace import SyncFailed, Workspace
+from .workspace import SyncFailed, Workspace, WorkspaceOverLimit
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +69,7 @@ class WorkerContext:
         if project_id not in self.workspaces:
             self.workspaces[project_id] = Workspace(
                 self.settings.workspace_root, project_id, self.storage,
-                limiter=self.transfer_limiter,
+                limiter=self.transfer_limiter, limits=self.settings.limits,
             )
         return self.workspaces[project_id]
 
@@ -309,7 +311,10 @@ class CommandRun:
         if reason == "interrupted":
             await self._hand_back(publisher)
             return
-        if upload_error is not None:
+        # Past a limit, the command ran and its changes stay unsaved: running it again
+        # would only do the same, so it is settled like any other, with the error.
+        over_limit = upload_error if isinstance(upload_error, WorkspaceOverLimit) else None
+        if upload_error is not None and over_limit is None:
             publisher.send_event(events.error(
                 cmd.command_id, events.SYNC_FAILED,
                 f"the command's changes could not be saved; it will run again: {upload_error}",
@@ -322,18 +327,22 @@ class CommandRun:
                 f"the command ran longer than {self._timeout_s():g} s and was stopped",
             ))
         elif reason == events.DISK_LIMIT:
-            publisher.send_event(events.error(
-                cmd.command_id, events.DISK_LIMIT,
-                f"the project's files took more than {self._settings.limits.workspace_max_bytes}"
-                " bytes of disk and the command was stopped",
-            ))
+            message = (f"the project's files took more than "
+                       f"{self._settings.limits.workspace_max_bytes} bytes of disk and the "
+                       "command was stopped")
+            if over_limit is not None and over_limit.code == events.DISK_LIMIT:
+                message += "; none of its changes were saved"
+                over_limit = None  # one error event for one limit
+            publisher.send_event(events.error(cmd.command_id, events.DISK_LIMIT, message))
+        if over_limit is not None:
+            publisher.send_event(events.error(cmd.command_id, over_limit.code, str(over_limit)))
         # Output and upload before the delete, never after.
         with trio.move_on_after(BUS_PATIENCE_S):
             await publisher.flush()
         await self._heartbeat.confirm(self._on_lease_lost)
         await self._publish_exit(events.exit_(
             cmd.command_id, exit_code=status.exit_code, signal=status.signal, reason=reason
-        ))
+        ), after=publisher.last_seq)
         await self._delete()
         self.outcome = "finished"
         self._log(logging.INFO, "exited", exitCode=status.exit_code, signal=status.signal,
@@ -398,14 +407,15 @@ class CommandRun:
             with contextlib.suppress(BusUnavailable):
                 await self._bus.mark_released(self.command.project_id, self.command.command_id)
 
-    async def _publish_exit(self, exit_event: str) -> None:
+    async def _publish_exit(self, exit_event: str, *, after: int) -> None:
         cmd = self.command
         failures = 0
         with trio.move_on_after(BUS_PATIENCE_S) as scope:
             while True:
                 try:
                     await self._bus.publish_exit(
-                        cmd.project_id, cmd.terminal_id, cmd.command_id, [exit_event]
+                        cmd.project_id, cmd.terminal_id, cmd.command_id, [exit_event],
+                        after=after,
                     )
                     return
                 except BusUnavailable:
@@ -423,19 +433,38 @@ class CommandRun:
             return min(limit, self.command.timeout_s)
         return limit
 
-    async def _final_upload(self, workspace: Workspace) -> str | None:
-        error = "the worker had to stop before the upload finished"
+    async def _final_upload(self, workspace: Workspace) -> SyncFailed | None:
+        error = SyncFailed("the worker had to stop before the upload finished")
         with self._until_stop(RELEASE_RESERVE_S):
             for attempt in range(1, FINAL_UPLOAD_ATTEMPTS + 1):
                 try:
                     await workspace.push()
                     return None
+                except WorkspaceOverLimit as exc:
+                    self._log(logging.WARNING, "upload refused", error=str(exc))
+                    return exc
                 except SyncFailed as exc:
                     self._log(logging.WARNING, "upload failed", attempt=attempt, error=str(exc))
-                    error = str(exc)
+                    error = exc
                     if attempt < FINAL_UPLOAD_ATTEMPTS:
                         await trio.sleep(backoff_delay(attempt, base_s=1, cap_s=10))
+                except OSError as exc:
+                    if exc.errno != errno.ENOSPC:
+                        raise
+                    return await self._drop_full_disk(workspace, exc)
         return error
+
+    async def _drop_full_disk(self, workspace: Workspace, exc: OSError) -> SyncFailed:
+        """The command filled the worker's disk, so the sync could not even note what it
+        sent. Running the command again would fill it again: it is settled with an error,
+        and its local copy (S3 holds what was sent) goes, so the next command has room."""
+        self._log(logging.WARNING, "disk full; local copy dropped", error=str(exc))
+        await trio.to_thread.run_sync(functools.partial(
+            shutil.rmtree, workspace.path, ignore_errors=True))
+        return WorkspaceOverLimit(
+            events.DISK_FULL, f"the worker's disk filled up ({exc.strerror}); the files "
+            "the command had written were sent to storage as far as they could be read, "
+            "and the worker's copy of the project was dropped")
 
     async def _run_process(
         self, publisher: OutputPublisher, workspace: Workspace, subscription
@@ -520,5 +549,6 @@ class CommandRun:
             await trio.sleep(self._settings.upload_interval_s)
             try:
                 await workspace.push()
-            except SyncFailed as exc:
+            except (SyncFailed, OSError) as exc:
+                # Best effort (a full disk, say): the final upload decides.
                 self._log(logging.WARNING, "periodic upload failed", error=str(exc))

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import secrets
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from runtime.policy.sync_plan import LocalStat
 
@@ -24,6 +25,10 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 class SkippedFile(Exception):
     """A file that is not synchronised; the message says why."""
+
+
+class TooManyEntries(Exception):
+    """A tree holds more files, folders and links than a scan may list."""
 
 
 @dataclass(frozen=True)
@@ -147,42 +152,58 @@ def read_file(root: str, segments: tuple[str, ...], send: Callable, *, max_bytes
     return tag, _local_stat(st)
 
 
-def scan(root: str, on_skip: Callable[[str, str], None]) -> dict[str, ScannedFile]:
-    """Every regular file under ``root`` by relative path; nothing else is followed."""
-    found: dict[str, ScannedFile] = {}
+def scan(root: str, on_skip: Callable[[str, str], None], *,
+         max_entries: int | None = None) -> dict[str, ScannedFile]:
+    """Every regular file under ``root`` by relative path; nothing else is followed.
+
+    Past ``max_entries`` (files, folders, links and anything else met) it stops with
+    ``TooManyEntries``: a command can make millions of empty files, which cost its disk
+    nothing, and listing them all would cost the worker its memory.
+    """
+    walk = _Walk(on_skip, math.inf if max_entries is None else max_entries)
     try:
         top = os.open(root, _DIR_FLAGS)
     except FileNotFoundError:
-        return found
-    _scan_dir(top, "", found, on_skip)
-    return found
+        return walk.found
+    _scan_dir(top, "", walk)
+    return walk.found
 
 
-def _scan_dir(fd: int, prefix: str, found: dict, on_skip) -> None:
+@dataclass
+class _Walk:
+    on_skip: Callable[[str, str], None]
+    entries_left: float
+    found: dict[str, ScannedFile] = field(default_factory=dict)
+
+
+def _scan_dir(fd: int, prefix: str, walk: _Walk) -> None:
     try:
         with os.scandir(fd) as entries:
             for entry in entries:
+                walk.entries_left -= 1
+                if walk.entries_left < 0:
+                    raise TooManyEntries
                 relative = prefix + entry.name
                 if entry.name.startswith(TEMP_MARKER):
                     continue
                 if entry.is_symlink():
-                    on_skip(relative, "symlink")
+                    walk.on_skip(relative, "symlink")
                 elif entry.is_dir(follow_symlinks=False):
                     try:
                         child = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
                     except OSError as exc:
-                        on_skip(relative, f"directory not readable: {exc.strerror}")
+                        walk.on_skip(relative, f"directory not readable: {exc.strerror}")
                         continue
-                    _scan_dir(child, relative + "/", found, on_skip)
+                    _scan_dir(child, relative + "/", walk)
                 elif entry.is_file(follow_symlinks=False):
                     st = entry.stat(follow_symlinks=False)
-                    found[relative] = ScannedFile(
+                    walk.found[relative] = ScannedFile(
                         stat=_local_stat(st),
                         inode=(st.st_dev, st.st_ino),
                         links=st.st_nlink,
                     )
                 else:
-                    on_skip(relative, "not a regular file")
+                    walk.on_skip(relative, "not a regular file")
     finally:
         os.close(fd)
 

@@ -46,6 +46,7 @@ class OutputPublisher:
         self._healthy = True
         self._dropped_bytes = 0
         self._changed = trio.Event()
+        self.last_seq = 0  # of the last event published
 
     def __str__(self) -> str:
         return f"output of {self._project_id}/{self._terminal_id}/{self.command_id}"
@@ -114,8 +115,8 @@ class OutputPublisher:
                 size += len(payload)
             self._in_flight = len(batch)
             try:
-                await self._bus.publish(
-                    self._project_id, self._terminal_id, batch
+                self.last_seq = await self._bus.publish(
+                    self._project_id, self._terminal_id, batch, after=self.last_seq
                 )
             except BusUnavailable as exc:
                 self._in_flight = 0

@@ -86,6 +86,8 @@ class WorkerSettings:
                                        minimum=64, maximum=1024 * 1024),
             workspace_max_bytes=env.integer("WORKSPACE_MAX_BYTES", default.workspace_max_bytes,
                                             minimum=MIB),
+            workspace_max_files=env.integer("WORKSPACE_MAX_FILES", default.workspace_max_files,
+                                            minimum=100),
             workspace_check_s=env.number("WORKSPACE_CHECK_SECONDS", default.workspace_check_s,
                                          minimum=0.1, maximum=3600),
         )

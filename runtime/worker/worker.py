@@ -207,9 +207,17 @@ class Worker:
             logger.exception("%s: handling message %s failed", self, message, extra=ids)
             with trio.move_on_after(CLEANUP_S, shield=True):
                 if run is not None:
+                    cmd = run.command
+                    # Otherwise the terminal waits in silence for a command that may end
+                    # in the dead-letter queue.
                     with contextlib.suppress(BusUnavailable):
-                        await self._bus.mark_released(run.command.project_id,
-                                                      run.command.command_id)
+                        await self._bus.publish(cmd.project_id, cmd.terminal_id, [events.error(
+                            cmd.command_id, events.HANDLING_FAILED,
+                            f"the worker failed while handling this command (receive "
+                            f"{message.receive_count}); it will be tried again, and set "
+                            "aside if it keeps failing",
+                        )])
+                        await self._bus.mark_released(cmd.project_id, cmd.command_id)
                 with contextlib.suppress(QueueError):
                     await self._queue.release(
                         message, after_s=int(self.settings.lease.lease_s)

@@ -7,10 +7,12 @@ project id can point. Transfers run concurrently in worker threads.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import secrets
+import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,8 @@ from pathlib import Path
 import trio
 
 from runtime.aws.storage import ProjectStorage, StorageError
+from runtime.contract import events
+from runtime.policy.limits import CommandLimits
 from runtime.policy.paths import UnsafePath, folder_conflicts, safe_relative_path
 from runtime.policy.sync_plan import ManifestEntry, plan_download, plan_upload
 
@@ -27,12 +31,23 @@ logger = logging.getLogger(__name__)
 
 # Beside the projects in the workspace root; no project id can start with a dot.
 MANIFESTS_DIR = ".manifests"
-# S3 refuses single objects over 5 TB; larger local files are a user mistake, not data.
-MAX_UPLOAD_BYTES = 5 * 1024 ** 4
+DEFAULT_LIMITS = CommandLimits()
 
 
 class SyncFailed(Exception):
     """Some files could not be transferred; the message says how many and the first why."""
+
+
+class WorkspaceOverLimit(SyncFailed):
+    """The project is past a limit of the worker's, so nothing of it was sent.
+
+    The command's doing, not a fault of the sync: trying again cannot help. ``code`` is
+    the error event's.
+    """
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass
@@ -56,9 +71,10 @@ class SyncReport:
 class Workspace:
     def __init__(
         self, root: Path, project_id: str, storage: ProjectStorage, *,
-        limiter: trio.CapacityLimiter,
+        limiter: trio.CapacityLimiter, limits: CommandLimits = DEFAULT_LIMITS,
     ):
         self.project_id = project_id
+        self._limits = limits
         self.path = root / project_id
         self._manifest_path = root / MANIFESTS_DIR / f"{project_id}.json"
         self._storage = storage
@@ -100,7 +116,15 @@ class Workspace:
         for relative, reason in folder_conflicts(safe).items():
             report.skipped[relative] = reason
             del safe[relative]
-        local = await self._scan(report)
+        try:
+            local = await self._scan(report)
+        except files.TooManyEntries:
+            # Only a command (whose upload was refused for it) leaves so many; S3 holds
+            # the project, so the local copy is rebuilt from there.
+            logger.warning("%s: local copy past WORKSPACE_MAX_FILES; starting afresh", self,
+                           extra={"projectId": self.project_id})
+            await trio.to_thread.run_sync(self._discard_local_copy)
+            local = {}
         plan = plan_download(safe, {p: f.stat for p, f in local.items()}, manifest)
 
         async def fetch(relative: str) -> None:
@@ -116,9 +140,7 @@ class Workspace:
             manifest[relative] = ManifestEntry.synced(etag, stat)
             report.transferred += 1
 
-        async with trio.open_nursery() as nursery:
-            for relative in plan.fetch:
-                nursery.start_soon(fetch, relative)
+        await self._for_each(plan.fetch, fetch)
         for relative in plan.remove:
             await self._run(files.remove_file, str(self.path), safe_relative_path(relative))
             await self._run(files.prune_empty_dirs, str(self.path), os.path.dirname(relative))
@@ -133,7 +155,24 @@ class Workspace:
         started = trio.current_time()
         report = SyncReport()
         manifest = await trio.to_thread.run_sync(self._load_manifest)
-        local = await self._scan(report)
+        limits = self._limits
+        try:
+            local = await self._scan(report)
+        except files.TooManyEntries:
+            raise WorkspaceOverLimit(
+                events.FILE_LIMIT,
+                f"the project holds more than {limits.workspace_max_files} files, folders "
+                "and links (WORKSPACE_MAX_FILES); none of its changes were saved",
+            ) from None
+        # Sizes as the scan saw them, before anything is read: a sparse file claims
+        # terabytes it never stored, and sending them would take hours.
+        total = sum(f.stat.size for f in local.values())
+        if total > limits.workspace_max_bytes:
+            raise WorkspaceOverLimit(
+                events.DISK_LIMIT,
+                f"the project's files take {total} bytes, more than {limits.workspace_max_bytes}"
+                " (WORKSPACE_MAX_BYTES); none of its changes were saved",
+            )
         plan = plan_upload({p: f.stat for p, f in local.items()}, manifest)
 
         async def put(relative: str) -> None:
@@ -143,7 +182,8 @@ class Workspace:
                     lambda fileobj, size, mode: self._storage.upload(
                         self.project_id, relative, fileobj, size, mode
                     ),
-                    max_bytes=MAX_UPLOAD_BYTES,
+                    # A file grown since the scan is checked again once opened.
+                    max_bytes=limits.workspace_max_bytes,
                 )
             except files.SkippedFile as exc:
                 report.skipped[relative] = str(exc)
@@ -156,9 +196,7 @@ class Workspace:
             manifest[relative] = ManifestEntry.synced(etag, stat)
             report.transferred += 1
 
-        async with trio.open_nursery() as nursery:
-            for relative in plan.put:
-                nursery.start_soon(put, relative)
+        await self._for_each(plan.put, put)
         if plan.delete:
             try:
                 await self._run(self._storage.delete, self.project_id, plan.delete)
@@ -171,9 +209,10 @@ class Workspace:
         return await self._finish(manifest, report, started, "push")
 
     async def _scan(self, report: SyncReport) -> dict[str, files.ScannedFile]:
-        local = await trio.to_thread.run_sync(
-            files.scan, str(self.path), report.skipped.__setitem__
-        )
+        local = await trio.to_thread.run_sync(functools.partial(
+            files.scan, str(self.path), report.skipped.__setitem__,
+            max_entries=self._limits.workspace_max_files,
+        ))
         # A hard link shares its contents with every other name of the file; upload it
         # only when all those names are inside the workspace.
         seen = Counter(f.inode for f in local.values())
@@ -209,6 +248,22 @@ class Workspace:
             )
         return report
 
+    async def _for_each(self, paths: list[str], transfer) -> None:
+        """``transfer(path)`` for every path, as many at once as the limiter lets run.
+
+        A few tasks take paths in turn rather than one task per path: a trio task costs
+        a few kilobytes, and a project holds up to WORKSPACE_MAX_FILES paths.
+        """
+        pending = iter(paths)
+
+        async def take_in_turn() -> None:
+            for relative in pending:
+                await transfer(relative)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(min(len(paths), int(self._limiter.total_tokens))):
+                nursery.start_soon(take_in_turn)
+
     async def _run(self, fn, *args, **kwargs):
         return await trio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=self._limiter)
 
@@ -217,6 +272,12 @@ class Workspace:
         # confinement); the manifests always, as commands must not read them.
         self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._manifest_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def _discard_local_copy(self) -> None:
+        # rmtree walks by file descriptor on Linux: a link in the tree is removed, never
+        # followed out of it.
+        shutil.rmtree(self.path)
+        self._prepare_directories()
 
     def _load_manifest(self) -> dict[str, ManifestEntry]:
         try:

@@ -23,13 +23,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class WorkerProcess:
-    def __init__(self, env: dict[str, str], log_dir: Path, name: str):
+    def __init__(self, env: dict[str, str], log_dir: Path, name: str,
+                 wrapper: tuple[str, ...] = ()):
         self.name = name
         self.stdout_path = log_dir / f"{name}.stdout"
         self.stderr_path = log_dir / f"{name}.stderr"
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "runtime"], env=env, cwd=REPO,
+                [*wrapper, sys.executable, "-m", "runtime"], env=env, cwd=REPO,
                 stdin=subprocess.DEVNULL, stdout=out, stderr=err,
             )
 
@@ -94,8 +95,10 @@ class WorkerProcesses:
         self._log_dir.mkdir(parents=True, exist_ok=True)
         self.started: list[WorkerProcess] = []
 
-    def start(self, env: dict[str, str]) -> WorkerProcess:
-        worker = WorkerProcess(env, self._log_dir, f"worker{len(self.started) + 1}")
+    def start(self, env: dict[str, str], wrapper: tuple[str, ...] = ()) -> WorkerProcess:
+        """``wrapper`` (a command that ends by exec-ing its arguments) runs the worker
+        in a changed setting, a mount namespace of its own, say; the pid stays the same."""
+        worker = WorkerProcess(env, self._log_dir, f"worker{len(self.started) + 1}", wrapper)
         self.started.append(worker)
         return worker
 

@@ -103,6 +103,8 @@ async def test_a_workspace_past_the_disk_cap_stops_the_command_with_an_error(
     errors = [e for e in events if e["type"] == "error"]
     assert [e["code"] for e in errors] == ["disk_limit"]
     assert str(3 * 1048576) in errors[0]["message"]
+    # Past the cap the upload is refused too, said in the same one error.
+    assert "none of its changes were saved" in errors[0]["message"]
     assert events[-1]["type"] == "exit"
     assert events[-1]["reason"] == "disk_limit"
 

@@ -100,7 +100,7 @@ class ScriptedBus:
         self.up = True
         self.published: list[str] = []
 
-    async def publish(self, project, terminal, events):
+    async def publish(self, project, terminal, events, *, after=0):
         await trio.sleep(0.001)
         if not self.up:
             raise BusUnavailable("connection refused")

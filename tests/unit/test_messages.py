@@ -190,6 +190,8 @@ NO_IDS = (None, None, None)
         (body(timeoutSeconds=float("-inf")), "positive finite", ALL_IDS),
         (body(timeoutSeconds=float("nan")), "positive finite", ALL_IDS),
         (body(timeoutSeconds=1e400), "positive finite", ALL_IDS),
+        # Fields the contract does not have
+        (body(env={"AWS_PROFILE": "x"}), "unknown field(s) 'env'", ALL_IDS),
     ],
 )
 def test_invalid_messages_are_refused_with_a_reason_and_readable_ids(raw, reason, ids):
