@@ -8,7 +8,6 @@ never slows the others.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import Protocol
@@ -17,6 +16,7 @@ import trio
 
 from runtime.bus.pubsub import Subscriber
 from runtime.contract import keys
+from runtime.contract.events import seq_of
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +66,8 @@ class TerminalHub:
             return
         text = data.decode("utf-8", "replace")
         try:
-            seq = int(json.loads(text)["seq"])
-        except (ValueError, KeyError, TypeError):
+            seq = seq_of(text)
+        except ValueError:
             logger.warning("hub: event without seq on %s ignored", channel)
             return
         for follower in list(followers):

@@ -7,6 +7,9 @@ Redis at publish time (see ``runtime.bus``), so the encoders here leave it out.
 from __future__ import annotations
 
 import json
+import re
+
+import orjson
 
 STARTED, OUTPUT, EXIT, ERROR = "started", "output", "exit", "error"
 
@@ -28,7 +31,27 @@ DISK_FULL = "disk_full"
 # The project held more files, folders and links than the worker syncs; nothing was saved.
 FILE_LIMIT = "file_limit"
 
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+def _encode(event: dict) -> str:
+    # orjson: the same compact UTF-8 JSON as the standard library's, a third of the CPU
+    # for a 32 KiB output event, which a flood of output sends hundreds of a second.
+    return orjson.dumps(event).decode()
+
+
+# Redis writes the seq first, as ``{"seq":N,``: read there, a reader need not parse a
+# whole event (up to 32 KiB of escaped output) to learn its place.
+_SEQ_PREFIX = re.compile(r'\{"seq":(\d+),')
+
+
+def seq_of(event: str) -> int:
+    """The ``seq`` of a published event; ValueError when it has none."""
+    found = _SEQ_PREFIX.match(event)
+    if found is not None:
+        return int(found.group(1))
+    try:
+        return int(json.loads(event)["seq"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"event without a whole-number seq: {event[:60]!r}") from exc
 
 
 def started(command_id: str, *, worker_id: str, attempt: int) -> str:

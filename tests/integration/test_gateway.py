@@ -156,11 +156,15 @@ async def test_one_subscription_per_terminal_however_many_clients(
 
 
 async def test_resume_after_a_dropped_connection_has_no_gap_and_no_duplicate(
-    aws, redis_server, gateway, tmp_path
+    aws, redis_server, redis_client, tmp_path
 ):
-    # ~10 MB of numbered lines, streamed while the client drops and comes back.
+    # ~10 MB of numbered lines, streamed while the client drops and comes back. The worker,
+    # the gateway and this client share one thread here, so the flood can outrun the
+    # client: a buffer that holds it all keeps this about resuming, not about slow clients.
     command = "seq -w 1 1000000 | sed 's/$/ abc/'"
-    async with running_worker(aws.worker_env(redis_server.url, tmp_path)):
+    env = gateway_env(aws, redis_server.url, GATEWAY_CLIENT_BUFFER_BYTES=64 * 1024 * 1024)
+    async with (running_gateway(env) as gateway,
+                running_worker(aws.worker_env(redis_server.url, tmp_path))):
         async with open_websocket_url(url(gateway), extra_headers=ORIGIN) as ws:
             await ws.send_message(json.dumps({"type": "command", "command": command}))
             frames = []
@@ -205,11 +209,16 @@ async def test_slow_client_is_told_and_cut_off_while_a_fast_one_keeps_receiving(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(read_slowly)
 
+            received = 0
+
             async def produce():
-                for _ in range(total):
+                # Paced by the fast reader, never more than a few events ahead of it: on
+                # a loaded machine it must not be taken for a slow one itself.
+                for sent in range(total):
+                    while sent - received > 4:
+                        await trio.sleep(0.001)
                     await publish(redis_server, "p1", "t1", [events.output("c", chunk)])
             nursery.start_soon(produce)
-            received = 0
             with trio.fail_after(60):
                 while received < total:
                     frame = json.loads(await fast.get_message())
