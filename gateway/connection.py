@@ -73,6 +73,9 @@ class TerminalConnection:
         self._first_live: int | None = None
         self._client_spoke = trio.Event()
         self._send_started: float | None = None
+        # Set when a send begins or the client falls behind: only then is there anything
+        # for the stuck-client watch to look at, so idle connections cost no wake-ups.
+        self._may_be_stuck = trio.Event()
 
     def __str__(self) -> str:
         return f"connection {self.grant}"
@@ -86,6 +89,7 @@ class TerminalConnection:
             return
         if not self._buffer.offer(seq, text, size):
             self._fell_behind.set()
+            self._may_be_stuck.set()
         self._wake()
 
     def gap_possible(self) -> None:
@@ -182,6 +186,7 @@ class TerminalConnection:
 
     async def _send(self, text: str) -> None:
         self._send_started = trio.current_time()
+        self._may_be_stuck.set()
         try:
             await self._ws.send_message(text)
         finally:
@@ -195,6 +200,10 @@ class TerminalConnection:
         # client that stopped reading is cut off here, after a grace, by cancelling it all.
         fell_behind_at = None
         while not self._stuck(trio.current_time()):
+            if self._send_started is None and not self._fell_behind.is_set():
+                await self._may_be_stuck.wait()
+                self._may_be_stuck = trio.Event()
+                continue
             await trio.sleep(1)
             if self._fell_behind.is_set():
                 fell_behind_at = fell_behind_at or trio.current_time()
