@@ -13,12 +13,10 @@ heartbeat stops before any of these, so it can never re-hide a settled message.
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import logging
 import math
 import secrets
-import shutil
 from dataclasses import dataclass
 
 import trio
@@ -448,23 +446,7 @@ class CommandRun:
                     error = exc
                     if attempt < FINAL_UPLOAD_ATTEMPTS:
                         await trio.sleep(backoff_delay(attempt, base_s=1, cap_s=10))
-                except OSError as exc:
-                    if exc.errno != errno.ENOSPC:
-                        raise
-                    return await self._drop_full_disk(workspace, exc)
         return error
-
-    async def _drop_full_disk(self, workspace: Workspace, exc: OSError) -> SyncFailed:
-        """The command filled the worker's disk, so the sync could not even note what it
-        sent. Running the command again would fill it again: it is settled with an error,
-        and its local copy (S3 holds what was sent) goes, so the next command has room."""
-        self._log(logging.WARNING, "disk full; local copy dropped", error=str(exc))
-        await trio.to_thread.run_sync(functools.partial(
-            shutil.rmtree, workspace.path, ignore_errors=True))
-        return WorkspaceOverLimit(
-            events.DISK_FULL, f"the worker's disk filled up ({exc.strerror}); the files "
-            "the command had written were sent to storage as far as they could be read, "
-            "and the worker's copy of the project was dropped")
 
     async def _run_process(
         self, publisher: OutputPublisher, workspace: Workspace, subscription
@@ -549,6 +531,6 @@ class CommandRun:
             await trio.sleep(self._settings.upload_interval_s)
             try:
                 await workspace.push()
-            except (SyncFailed, OSError) as exc:
-                # Best effort (a full disk, say): the final upload decides.
+            except SyncFailed as exc:
+                # Best effort: the final upload decides.
                 self._log(logging.WARNING, "periodic upload failed", error=str(exc))

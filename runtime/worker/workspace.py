@@ -7,6 +7,7 @@ project id can point. Transfers run concurrently in worker threads.
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
@@ -229,7 +230,19 @@ class Workspace:
         return local
 
     async def _finish(self, manifest, report, started, direction) -> SyncReport:
-        await trio.to_thread.run_sync(self._save_manifest, manifest)
+        try:
+            await trio.to_thread.run_sync(self._save_manifest, manifest)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            # The disk is full (a command filled it): without room for the manifest the
+            # local copy cannot be trusted, and running the command again would fill it
+            # again. The copy goes, so the next project has room; S3 holds what was sent.
+            await trio.to_thread.run_sync(self._discard_local_copy)
+            raise WorkspaceOverLimit(
+                events.DISK_FULL, f"the worker's disk filled up ({exc.strerror}); the "
+                "command's files were sent to storage as far as they could be read, and the "
+                "worker's copy of the project was dropped") from exc
         report.duration_s = trio.current_time() - started
         if report.skipped:
             # One line, not one per file: node_modules alone holds hundreds of symlinks.
