@@ -25,12 +25,17 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import psutil
 import trio
 from trio_websocket import open_websocket_url
 
-from gateway.tokens import mint_token
+from dev.system import (
+    create_command_queue,
+    emulator_client,
+    local_environment,
+    terminal_socket_url,
+    wait_for_http,
+)
 from tests.servers import TEST_CREDENTIALS, RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,17 +128,6 @@ def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
             process.wait()
 
 
-def wait_for_http(url: str, process: subprocess.Popen, name: str, logs: Path) -> None:
-    deadline = time.monotonic() + START_LIMIT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{name} exited with {process.returncode}; see {logs}")
-        with contextlib.suppress(OSError, ValueError), urllib.request.urlopen(url, timeout=2):
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"{name} did not answer at {url}")
-
-
 class MotoProcess:
     """A moto server (SQS, S3) in a process of its own, on a free port."""
 
@@ -150,7 +144,7 @@ class MotoProcess:
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, process_group=0,
         )
         log.close()
-        wait_for_http(f"{self.url}/moto-api/", self.process, "moto server", self._logs)
+        wait_for_http(f"{self.url}/moto-api/", {"moto server": self.process}, self._logs)
         return self
 
     def stop(self) -> None:
@@ -226,10 +220,7 @@ class Stack:
             print(f"logs kept in {self.logs}", file=sys.stderr)
 
     def client(self, service: str):
-        return boto3.client(service, endpoint_url=self.moto.url,
-                            region_name=TEST_CREDENTIALS["AWS_REGION"],
-                            aws_access_key_id=TEST_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                            aws_secret_access_key=TEST_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+        return emulator_client(service, self.moto.url)
 
     def start(self) -> None:
         # The emulator's stand-in credentials for clients made in this process too, never
@@ -237,13 +228,7 @@ class Stack:
         os.environ.update(TEST_CREDENTIALS)
         self.moto = MotoProcess(self.logs).start()
         self.redis = RedisServer().start()
-        sqs = self.client("sqs")
-        dead_letter = sqs.create_queue(QueueName=f"{self.queue_name}-dlq")["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dead_letter, AttributeNames=["QueueArn"])[
-            "Attributes"]["QueueArn"]
-        self.queue_url = sqs.create_queue(QueueName=self.queue_name, Attributes={
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
-        })["QueueUrl"]
+        self.queue_url, _ = create_command_queue(self.client("sqs"), self.queue_name)
         self.client("s3").create_bucket(Bucket=self.bucket)
         if self._want_worker:
             self.worker = self._spawn("worker", [sys.executable, "-m", "runtime"],
@@ -251,7 +236,7 @@ class Stack:
         if self._want_gateway:
             self.gateway = self._spawn("gateway", [sys.executable, "-m", "gateway"],
                                        self.gateway_environment())
-            wait_for_http(f"{self.origin}/healthz", self.gateway, "gateway", self.logs)
+            wait_for_http(f"{self.origin}/healthz", {"gateway": self.gateway}, self.logs)
         if self._want_worker:
             self.wait_worker_ready()
         if self._profile is not None:
@@ -275,17 +260,13 @@ class Stack:
 
     def environment(self) -> dict[str, str]:
         return {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": os.environ.get("HOME", "/root"),
-            "LANG": os.environ.get("LANG", "C.UTF-8"),
-            **TEST_CREDENTIALS,
+            **local_environment(),
             "AWS_ENDPOINT_URL": self.moto.url, "SQS_QUEUE_URL": self.queue_url,
             "S3_BUCKET": self.bucket, "REDIS_URL": self.redis.url,
             "WORKSPACE_ROOT": str(self.workspaces),
             "IDLE_TIMEOUT_SECONDS": "0",
             # Short long polls: a worker told to stop first waits for the poll in flight.
             "RECEIVE_WAIT_SECONDS": "2",
-            **({} if os.geteuid() == 0 else {"COMMANDS_AS_WORKER_USER": "true"}),
         }
 
     def gateway_environment(self) -> dict[str, str]:
@@ -317,10 +298,7 @@ class Stack:
         shutil.rmtree(self.workspaces, ignore_errors=True)
 
     def terminal_url(self, project: str, terminal: str) -> str:
-        token = mint_token(self.secret, project_id=project, terminal_id=terminal, ttl_s=600,
-                           now=time.time())
-        return (f"ws://127.0.0.1:{self.gateway_port}/terminals/{project}/{terminal}"
-                f"?token={token}")
+        return terminal_socket_url(self.gateway_port, self.secret, project, terminal)
 
     def open_terminal(self, project: str, terminal: str):
         """An async context manager: a websocket to the gateway for one terminal."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -61,6 +62,8 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="cloudide-local-"))
     system = LocalSystem(workdir, aws_endpoint=os.environ.get("AWS_ENDPOINT_URL"),
                          redis_url=os.environ.get("REDIS_URL"), gateway_port=gateway_port,
+                         # Only where no redis-server can be had: a stand-in, said so.
+                         fake_redis=shutil.which("redis-server") is None,
                          progress=lambda text: print(f"  {text}", flush=True))
     status, code = None, 0
     done = threading.Event()

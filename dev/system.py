@@ -42,6 +42,83 @@ START_LIMIT_S = 60
 STOP_LIMIT_S = 45
 
 
+def emulator_client(service: str, endpoint: str):
+    # The emulators' stand-in credentials, never whatever this machine may hold.
+    return boto3.client(service, endpoint_url=endpoint,
+                        region_name=TEST_CREDENTIALS["AWS_REGION"],
+                        aws_access_key_id=TEST_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=TEST_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+
+
+def create_command_queue(sqs, name: str, max_receive_count: int = 5) -> tuple[str, str]:
+    """The command queue and its dead-letter queue; returns both URLs."""
+    dead_letter_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(
+        QueueUrl=dead_letter_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_url = sqs.create_queue(QueueName=name, Attributes={
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn,
+                                     "maxReceiveCount": str(max_receive_count)}),
+    })["QueueUrl"]
+    return queue_url, dead_letter_url
+
+
+def local_environment() -> dict[str, str]:
+    """What every program started here runs with, before its own settings."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/root"),
+        "LANG": os.environ.get("LANG", "C.UTF-8"),
+        **TEST_CREDENTIALS,
+        # Only root can run commands under ids of their own; on a laptop without it,
+        # commands run as the developer, which the worker refuses unless told.
+        **({} if os.geteuid() == 0 else {"COMMANDS_AS_WORKER_USER": "true"}),
+    }
+
+
+def terminal_socket_url(port: int, secret: str, project: str, terminal: str) -> str:
+    """The gateway's websocket for one terminal, with a token minted for it."""
+    token = mint_token(secret, project_id=project, terminal_id=terminal, ttl_s=600,
+                       now=time.time())
+    return f"ws://127.0.0.1:{port}/terminals/{project}/{terminal}?token={token}"
+
+
+def wait_for_http(url: str, processes: dict[str, subprocess.Popen], logs: Path) -> None:
+    """Until ``url`` answers with success; fails at once if one of ``processes`` exits."""
+    deadline = time.monotonic() + START_LIMIT_S
+    while time.monotonic() < deadline:
+        for name, process in processes.items():
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited with {process.returncode}; see {logs}")
+        with contextlib.suppress(OSError, ValueError), urllib.request.urlopen(url, timeout=2):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing answered at {url}; see {logs}")
+
+
+def _stat(pid: int | str) -> list[str]:
+    # After the command name (which may hold spaces): state ppid pgrp session ..., the
+    # start time (clock ticks since boot) at index 19.
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def descendants(roots: list[int]) -> dict[int, str]:
+    """Every live process below ``roots``, with its start time, so that a pid reused
+    meanwhile is never taken for one of them."""
+    children: dict[int, list[tuple[int, str]]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = _stat(stat.parent.name)
+            children.setdefault(int(fields[1]), []).append((int(stat.parent.name), fields[19]))
+    found: dict[int, str] = {}
+    frontier = list(roots)
+    while frontier:
+        for child, started in children.get(frontier.pop(), []):
+            if child not in found:
+                found[child] = started
+                frontier.append(child)
+    return found
+
+
 class LocalSystem:
     def __init__(self, workdir: Path, *, aws_endpoint: str | None = None,
                  redis_url: str | None = None, gateway_port: int | None = None,
@@ -54,12 +131,13 @@ class LocalSystem:
         self.metrics_port = free_port()
         self.secret = secrets.token_urlsafe(32)
         self._settings = settings or {}
-        self._fake_redis = fake_redis or shutil.which("redis-server") is None
+        self._fake_redis = fake_redis
         self._progress = progress
         self._started_at = time.monotonic()
         self._moto: MotoServer | None = None
         self._redis: RedisServer | FakeRedisServer | None = None
         self._processes: dict[str, subprocess.Popen] = {}
+        self._clients: dict[str, object] = {}
         self._logs = []
         suffix = secrets.token_hex(3)
         self.queue_name, self.bucket = f"commands-{suffix}", f"cloudide-projects-{suffix}"
@@ -105,21 +183,14 @@ class LocalSystem:
         return self
 
     def client(self, service: str):
-        # The emulators' stand-in credentials, never whatever this machine may hold.
-        return boto3.client(service, endpoint_url=self.aws_endpoint,
-                            region_name=TEST_CREDENTIALS["AWS_REGION"],
-                            aws_access_key_id=TEST_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                            aws_secret_access_key=TEST_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+        """A client of the emulated service, made once (clients are safe across threads)."""
+        if service not in self._clients:
+            self._clients[service] = emulator_client(service, self.aws_endpoint)
+        return self._clients[service]
 
     def _create_resources(self) -> None:
-        sqs = self.client("sqs")
-        self.dead_letter_url = sqs.create_queue(QueueName=f"{self.queue_name}-dlq")["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(
-            QueueUrl=self.dead_letter_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        self.queue_url = sqs.create_queue(QueueName=self.queue_name, Attributes={
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn,
-                                         "maxReceiveCount": "5"}),
-        })["QueueUrl"]
+        self.queue_url, self.dead_letter_url = create_command_queue(
+            self.client("sqs"), self.queue_name)
         self.client("s3").create_bucket(Bucket=self.bucket)
 
     def upload_project(self, project: str, folder: Path) -> None:
@@ -132,10 +203,7 @@ class LocalSystem:
     def environment(self) -> dict[str, str]:
         """What the scaler runs with; its local workers inherit it."""
         return {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": os.environ.get("HOME", "/root"),
-            "LANG": os.environ.get("LANG", "C.UTF-8"),
-            **TEST_CREDENTIALS,
+            **local_environment(),
             "AWS_ENDPOINT_URL": self.aws_endpoint, "SQS_QUEUE_URL": self.queue_url,
             "S3_BUCKET": self.bucket, "REDIS_URL": self.redis_url,
             "WORKSPACE_ROOT": str(self.workspaces),
@@ -144,9 +212,6 @@ class LocalSystem:
             "SCALER_INTERVAL_SECONDS": "10",
             "SCALER_METRICS_PORT": str(self.metrics_port),
             "SCALER_METRICS_HOST": "127.0.0.1",
-            # Only root can run commands under ids of their own; on a laptop without it,
-            # commands run as the developer, which the worker refuses unless told.
-            **({} if os.geteuid() == 0 else {"COMMANDS_AS_WORKER_USER": "true"}),
             **self._settings,
         }
 
@@ -171,18 +236,8 @@ class LocalSystem:
         )
 
     def _wait_healthy(self) -> None:
-        deadline = time.monotonic() + START_LIMIT_S
-        while time.monotonic() < deadline:
-            for name, process in self._processes.items():
-                if process.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {process.returncode}; see "
-                                       f"{self.workdir / (name + '.log')}")
-            with (contextlib.suppress(OSError, ValueError),
-                  urllib.request.urlopen(f"{self.gateway_url}/healthz", timeout=2) as page):
-                if json.load(page).get("ok"):
-                    return
-            time.sleep(0.1)
-        raise RuntimeError(f"the gateway did not become healthy; see {self.workdir}")
+        # /healthz answers 503 until the gateway's Redis subscription is up.
+        wait_for_http(f"{self.gateway_url}/healthz", self._processes, self.workdir)
 
     # --- what callers look at ---------------------------------------------------------------
 
@@ -194,10 +249,7 @@ class LocalSystem:
         return f"{self.gateway_url}/?project={project}&terminal={terminal}"
 
     def terminal_socket(self, project: str, terminal: str) -> str:
-        token = mint_token(self.secret, project_id=project, terminal_id=terminal, ttl_s=600,
-                           now=time.time())
-        return (f"ws://127.0.0.1:{self.gateway_port}/terminals/{project}/{terminal}"
-                f"?token={token}")
+        return terminal_socket_url(self.gateway_port, self.secret, project, terminal)
 
     def scaler_figures(self) -> dict[str, float]:
         """The scaler's Prometheus figures, by name (without the common prefix)."""
@@ -226,23 +278,8 @@ class LocalSystem:
         return dict(self._processes)
 
     def descendants(self) -> dict[int, str]:
-        """Every live process below the programs this system started (workers, commands),
-        with its start time, so a pid reused meanwhile is never taken for one of them."""
-        children: dict[int, list[tuple[int, str]]] = {}
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-                children.setdefault(int(fields[1]), []).append(
-                    (int(stat.parent.name), fields[19]))
-        found: dict[int, str] = {}
-        frontier = [p.pid for p in self._processes.values()]
-        while frontier:
-            pid = frontier.pop()
-            for child, started in children.get(pid, []):
-                if child not in found:
-                    found[child] = started
-                    frontier.append(child)
-        return found
+        """Every live process below the programs this system started (workers, commands)."""
+        return descendants([p.pid for p in self._processes.values()])
 
     def restart_gateway(self) -> int:
         """Stop the gateway as a deployment does (SIGTERM: it drains, asking its clients to
@@ -307,12 +344,30 @@ class FakeRedisServer:
         self._server.server_close()
 
 
+def start_time(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks since boot); None when there is no such process."""
+    try:
+        return _stat(pid)[19]
+    except (OSError, IndexError):
+        return None
+
+
+def still_running(snapshot: dict[int, str]) -> list[int]:
+    """The processes of ``snapshot`` (pid: start time) that still run (a zombie has ended)."""
+    running = []
+    for pid, started in snapshot.items():
+        with contextlib.suppress(OSError, IndexError):
+            fields = _stat(pid)
+            if fields[19] == started and fields[0] != "Z":
+                running.append(pid)
+    return running
+
+
 def kill_if_same(pid: int, started: str) -> None:
     """SIGKILL ``pid`` and its process group, if it is still the process that started at
-    ``started`` (clock ticks since boot) and not in this process's own group."""
+    ``started`` and not in this process's own group."""
     with contextlib.suppress(OSError, IndexError):
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        if fields[19] != started:
+        if _stat(pid)[19] != started:
             return
         group = os.getpgid(pid)
         if group != os.getpgrp():

@@ -13,6 +13,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from tests.integration.processes import WorkerProcesses
 from tests.servers import TEST_CREDENTIALS, MotoServer, RedisServer
 
 
@@ -155,3 +156,12 @@ def redis_client(redis_server):
     client = redis_server.client()
     client.flushdb()
     return client
+
+
+@pytest.fixture
+def workers(tmp_path):
+    """``python -m runtime`` processes for one test; any still running at the end is
+    killed."""
+    processes = WorkerProcesses(tmp_path / "logs")
+    yield processes
+    processes.close()

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.harness import WAIT_LIMIT_S
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]
 OUTPUT = Path(__file__).parent / "output"
-# A guard against a hung test, not a timing assertion.
-WAIT_LIMIT_S = 60
 
 needs_chromium = pytest.mark.skipif(
     not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing; `make test` installs Debian's chromium")

@@ -18,7 +18,6 @@ import pytest
 import trio
 
 from tests.integration.harness import WAIT_LIMIT_S
-from tests.integration.processes import WorkerProcesses
 from tests.servers import TEST_CREDENTIALS
 
 pytestmark = pytest.mark.e2e
@@ -78,13 +77,6 @@ def channel_reader(redis_server):
     reader = ChannelReader(redis_server.client(), CHANNEL)
     yield reader
     reader.close()
-
-
-@pytest.fixture
-def workers(tmp_path):
-    processes = WorkerProcesses(tmp_path / "logs")
-    yield processes
-    processes.close()
 
 
 def aws_cli(endpoint: str, tmp_path: Path, *args: str) -> dict:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -16,9 +15,8 @@ from pathlib import Path
 
 import pytest
 import trio
-from trio_websocket import open_websocket_url
 
-from dev.system import LocalSystem
+from dev.system import LocalSystem, descendants, still_running
 from tests.browser.pages import (
     WAIT_LIMIT_S,
     chromium,
@@ -28,56 +26,17 @@ from tests.browser.pages import (
     wait_for_status,
 )
 from tests.e2e.conftest import E2E_SETTINGS
+from tests.integration.processes import worker_running
+from tests.terminal_client import (
+    TerminalClient,
+    assert_no_gap_no_duplicate,
+    fresh_id,
+    system_terminal,
+)
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def fresh_id(name: str) -> str:
-    """Ids of their own per test, so that a shared Redis or bucket mixes nothing."""
-    return f"{name}-{secrets.token_hex(3)}"
-
-
-class Terminal:
-    """One websocket client of the gateway: sends commands, collects the frames."""
-
-    def __init__(self, ws):
-        self._ws = ws
-        self.frames: list[dict] = []
-
-    async def run(self, command: str) -> str:
-        await self._ws.send_message(json.dumps({"type": "command", "command": command}))
-        while True:
-            frame = await self._receive()
-            if frame["type"] == "queued":
-                return frame["commandId"]
-
-    async def _receive(self) -> dict:
-        frame = json.loads(await self._ws.get_message())
-        self.frames.append(frame)
-        return frame
-
-    async def until(self, predicate, limit_s: float = 120) -> list[dict]:
-        with trio.fail_after(limit_s):
-            while not predicate(self.frames):
-                await self._receive()
-        return self.frames
-
-    def exits(self) -> list[dict]:
-        return [f for f in self.frames if f["type"] == "exit"]
-
-    def output(self, command_id: str) -> str:
-        return "".join(f["data"] for f in self.frames
-                       if f["type"] == "output" and f["commandId"] == command_id)
-
-
-async def open_terminal(stack: AsyncExitStack, system: LocalSystem, project: str,
-                        terminal: str = "t") -> Terminal:
-    ws = await stack.enter_async_context(open_websocket_url(
-        system.terminal_socket(project, terminal),
-        extra_headers=[(b"Origin", system.gateway_url.encode())]))
-    return Terminal(ws)
 
 
 async def wait_for_empty_queue(system: LocalSystem) -> None:
@@ -98,15 +57,15 @@ async def test_a_burst_of_30_commands_is_drained_by_several_workers_complete_and
 ):
     projects = [fresh_id(f"burst{n}") for n in range(10)]
     async with AsyncExitStack() as stack:
-        terminals = [await open_terminal(stack, system, project) for project in projects]
-        sent: dict[str, tuple[Terminal, str]] = {}
+        terminals = [await stack.enter_async_context(system_terminal(system, project).opened())
+                     for project in projects]
+        sent: dict[str, tuple[TerminalClient, str]] = {}
         for round_ in range(3):
             for n, terminal in enumerate(terminals):
                 marker = f"c{n}r{round_}"
                 sent[await terminal.run(numbered_lines(marker))] = (terminal, marker)
         for terminal in terminals:
-            await terminal.until(lambda frames: len([f for f in frames
-                                                     if f["type"] == "exit"]) == 3)
+            await terminal.until(lambda frames, terminal=terminal: len(terminal.exits()) == 3)
     workers = set()
     for command_id, (terminal, marker) in sent.items():
         lines = terminal.output(command_id).splitlines()
@@ -117,32 +76,16 @@ async def test_a_burst_of_30_commands_is_drained_by_several_workers_complete_and
         workers.add(started[0]["workerId"])
     for terminal in terminals:
         assert all(e["exitCode"] == 0 for e in terminal.exits())
-        seqs = [f["seq"] for f in terminal.frames if "seq" in f]
-        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # no gap, no duplicate
+        assert_no_gap_no_duplicate(terminal.frames)
     assert len(workers) >= 2
     assert system.scaler_figures()["tasks_launched_total"] >= 2
     await wait_for_empty_queue(system)
 
 
-def worker_running(marker: str) -> int | None:
-    """The pid of the worker whose command's command line holds ``marker``."""
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if marker.encode() not in cmdline.read_bytes():
-                continue
-            parent = int((cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            if b"runtime" in Path(f"/proc/{parent}/cmdline").read_bytes():
-                return parent
-        except (OSError, ValueError, IndexError):
-            continue
-    return None
-
-
 async def test_a_worker_killed_mid_command_loses_nothing(system):
     project = fresh_id("killed")
     marker = fresh_id("tick")
-    async with AsyncExitStack() as stack:
-        terminal = await open_terminal(stack, system, project)
+    async with system_terminal(system, project).opened() as terminal:
         command_id = await terminal.run(
             f"for i in $(seq 1 30); do echo {marker} $i; sleep 0.1; done")
         await terminal.until(lambda frames: f"{marker} 3" in terminal.output(command_id))
@@ -211,30 +154,6 @@ def read_line_with(process: subprocess.Popen, needle: str, seen: list[str]) -> s
     raise AssertionError(f"never printed {needle!r}:\n" + "".join(seen))
 
 
-def descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            children.setdefault(int(stat.read_text().rsplit(")", 1)[1].split()[1]), []).append(
-                int(stat.parent.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    found, frontier = set(), [pid]
-    while frontier:
-        for child in children.get(frontier.pop(), []):
-            found.add(child)
-            frontier.append(child)
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def fetch(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=10) as reply:
         return reply.read()
@@ -284,12 +203,11 @@ async def test_make_run_serves_the_sample_project_and_ctrl_c_leaves_no_process(
     """A person's first minute with `make run`, then Ctrl-C."""
     stack = stack_process
     token_url = f"http://127.0.0.1:{stack.port}/dev/token?project=sample&terminal=term-1"
+    # As the page does: a development token from the gateway (good for one connection).
     token = json.loads(await trio.to_thread.run_sync(fetch, token_url))["token"]
-    async with open_websocket_url(
-        f"ws://127.0.0.1:{stack.port}/terminals/sample/term-1?token={token}",
-        extra_headers=[(b"Origin", f"http://127.0.0.1:{stack.port}".encode())],
-    ) as ws:
-        terminal = Terminal(ws)
+    socket_url = f"ws://127.0.0.1:{stack.port}/terminals/sample/term-1?token={token}"
+    client = TerminalClient(lambda: socket_url, f"http://127.0.0.1:{stack.port}")
+    async with client.opened() as terminal:
         listing = await terminal.run("ls")
         await terminal.until(lambda frames: len(terminal.exits()) == 1)
         await terminal.run("python3 -c 'print(1)' > made-here.txt")
@@ -303,17 +221,16 @@ async def test_make_run_serves_the_sample_project_and_ctrl_c_leaves_no_process(
     assert status["workers"]["live"] >= 1
     assert b"live workers" in await trio.to_thread.run_sync(fetch, stack.status_url)
 
-    started = descendants(stack.process.pid)
+    started = descendants([stack.process.pid])
     assert len(started) >= 4  # redis-server, scaler, gateway, a worker
     assert await trio.to_thread.run_sync(stack.interrupt) == 0
     assert "stopped" in stack.seen[-1]
-    assert [pid for pid in started if alive(pid)] == []
+    assert still_running(started) == []
 
 
 async def test_with_no_redis_server_the_system_runs_on_fakeredis(tmp_path):
     with LocalSystem(tmp_path / "system", fake_redis=True, settings=E2E_SETTINGS) as system:
-        async with AsyncExitStack() as stack:
-            terminal = await open_terminal(stack, system, fresh_id("fake"))
+        async with system_terminal(system, fresh_id("fake")).opened() as terminal:
             command_id = await terminal.run("echo one; echo two")
             await terminal.until(lambda frames: terminal.exits())
     assert terminal.output(command_id).split() == ["one", "two"]

@@ -13,9 +13,6 @@ import trio
 from dev.system import LocalSystem
 from tests.e2e.conftest import E2E_SETTINGS
 from tests.faults.conftest import (
-    ResumingTerminal,
-    assert_no_gap_no_duplicate,
-    fresh_id,
     stop_system_cleanly,
     stop_worker_cleanly,
 )
@@ -23,6 +20,11 @@ from tests.faults.proxy import Fault
 from tests.integration.harness import has_exit, history, output_text, wait_for_events, wait_until
 from tests.integration.processes import message_text
 from tests.servers import RedisServer
+from tests.terminal_client import (
+    assert_no_gap_no_duplicate,
+    fresh_id,
+    system_terminal,
+)
 
 OUTAGE_S = 5
 LINES = 80
@@ -44,7 +46,7 @@ async def test_redis_down_5_s_mid_command_loses_no_output_and_the_gateway_resume
     system = LocalSystem(tmp_path / "system", redis_url=own_redis.url,
                          settings=E2E_SETTINGS).start()
     try:
-        async with ResumingTerminal(system, project).opened() as terminal:
+        async with system_terminal(system, project).opened() as terminal:
             command_id = await terminal.run(
                 f"for i in $(seq 1 {LINES}); do echo {marker} $i; sleep 0.1; done")
             await terminal.until(lambda _: f"{marker} 5\r\n" in terminal.output(command_id))
@@ -55,6 +57,7 @@ async def test_redis_down_5_s_mid_command_loses_no_output_and_the_gateway_resume
             await trio.sleep(OUTAGE_S)
             own_redis.start()
             frames = await terminal.until(lambda _: terminal.exited(command_id))
+            oldest_kept = history(own_redis.client(), project, "t")[0]["seq"]
         await stop_system_cleanly(system)
     finally:
         system.stop()
@@ -68,6 +71,9 @@ async def test_redis_down_5_s_mid_command_loses_no_output_and_the_gateway_resume
     # Even where Redis lost its data, the worker numbers on from its last seq: no event
     # of the running command is taken for one the client already has.
     assert_no_gap_no_duplicate(frames)
+    # The two cases are what they say: the history from before the outage survived only
+    # where Redis kept its data.
+    assert (oldest_kept == 1) == keeps_data
     notices = {f["code"] for f in frames if f["type"] == "error"}
     if keeps_data:
         assert notices == set()

@@ -12,12 +12,15 @@ import trio
 from dev.system import LocalSystem
 from tests.e2e.conftest import E2E_SETTINGS
 from tests.faults.conftest import (
-    ResumingTerminal,
-    assert_no_gap_no_duplicate,
-    fresh_id,
     peak_rss_mib,
     process_tree,
     stop_system_cleanly,
+)
+from tests.terminal_client import (
+    TerminalClient,
+    assert_no_gap_no_duplicate,
+    fresh_id,
+    system_terminal,
 )
 
 # Memory no program may pass under the load below: generous, a guard against a leak or
@@ -31,7 +34,7 @@ async def test_gateway_restarted_while_a_command_streams_its_client_resumes_with
     project, marker = fresh_id("restart"), fresh_id("line")
     system = LocalSystem(tmp_path / "system", settings=E2E_SETTINGS).start()
     try:
-        async with ResumingTerminal(system, project).opened() as terminal:
+        async with system_terminal(system, project).opened() as terminal:
             command_id = await terminal.run(
                 f"for i in $(seq 1 60); do echo {marker} $i; sleep 0.1; done")
             await terminal.until(lambda _: f"{marker} 5\r\n" in terminal.output(command_id))
@@ -99,16 +102,16 @@ async def test_200_commands_on_20_projects_and_4_workers_each_run_once_complete_
                     peaks[pid] = (name, max(peak, peaks.get(pid, (name, 0.0))[1]))
             await trio.sleep(0.5)
 
-    async def finish(terminal: ResumingTerminal) -> None:
+    async def finish(terminal: TerminalClient) -> None:
         await terminal.until(lambda frames: sum(f["type"] == "exit" for f in frames)
                              == PER_PROJECT, limit_s=400)
 
     try:
         async with trio.open_nursery() as sampling, AsyncExitStack() as stack:
             sampling.start_soon(sample_memory)
-            terminals = [await stack.enter_async_context(ResumingTerminal(system, p).opened())
+            terminals = [await stack.enter_async_context(system_terminal(system, p).opened())
                          for p in projects]
-            sent: dict[str, tuple[ResumingTerminal, str]] = {}
+            sent: dict[str, tuple[TerminalClient, str]] = {}
             for round_ in range(PER_PROJECT):
                 for n, terminal in enumerate(terminals):
                     marker = f"p{n}c{round_}"
@@ -136,9 +139,9 @@ async def test_200_commands_on_20_projects_and_4_workers_each_run_once_complete_
         assert [e["exitCode"] for e in exits] == [0], marker
         assert terminal.output(command_id).splitlines() == [
             f"{marker} {i}" for i in range(1, LINES + 1)], marker
-    for n, terminal in enumerate(terminals):
+    for n, (project, terminal) in enumerate(zip(projects, terminals, strict=True)):
         assert_no_gap_no_duplicate(terminal.frames)
-        assert sorted(files[terminal.project].split()) == sorted(
+        assert sorted(files[project].split()) == sorted(
             f"p{n}c{r}" for r in range(PER_PROJECT))
     assert len(workers) == 4
     assert sum(name == "runtime" for name, _ in peaks.values()) == 4

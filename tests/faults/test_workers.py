@@ -17,16 +17,15 @@ import pytest
 import trio
 
 from tests.conftest import AwsResources
-from tests.e2e.test_whole_system import worker_running
 from tests.faults.conftest import (
     EXIT_LIMIT_S,
-    fresh_id,
     process_tree,
     stop_worker_cleanly,
     wait_for_no_survivors,
 )
 from tests.integration.harness import has_exit, history, output_text, wait_for_events, wait_until
-from tests.integration.processes import is_serving, message_text
+from tests.integration.processes import is_serving, message_text, worker_running
+from tests.terminal_client import fresh_id
 
 QUEUE_VISIBILITY_S = 12 * 60 * 60
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -115,24 +114,15 @@ def is_serving(line: dict) -> bool:
     return ": serving " in message_text(line)
 
 
-def kill_sessions_with(marker: str) -> int:
-    """SIGKILL every session whose processes' command lines contain ``marker``.
-
-    A command runs in its own session, so it outlives a worker killed with SIGKILL; this
-    finds it by a unique marker in its command line and kills its whole session.
-    """
-    sessions = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ")
-            if marker.encode() in cmdline:
-                # After the name: state ppid pgrp session ...
-                sessions.add(int(stat.read_text().rsplit(")", 1)[1].split()[3]))
-    sessions.discard(os.getsid(0))
-    killed = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            if int(stat.read_text().rsplit(")", 1)[1].split()[3]) in sessions:
-                os.kill(int(stat.parent.name), signal.SIGKILL)
-                killed += 1
-    return killed
+def worker_running(marker: str) -> int | None:
+    """The pid of the worker whose command's command line holds ``marker``."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if marker.encode() not in cmdline.read_bytes():
+                continue
+            parent = int((cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if b"runtime" in Path(f"/proc/{parent}/cmdline").read_bytes():
+                return parent
+        except (OSError, ValueError, IndexError):
+            continue
+    return None

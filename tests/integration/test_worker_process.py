@@ -7,13 +7,10 @@ Limits given to waits guard against a hung test; no assertion depends on wall-cl
 from __future__ import annotations
 
 import json
-import secrets
 import signal
 
 import pytest
-import trio
 
-from tests.conftest import AwsResources
 from tests.integration.harness import (
     has_exit,
     history,
@@ -22,9 +19,6 @@ from tests.integration.harness import (
     wait_until,
 )
 from tests.integration.processes import (
-    WorkerProcesses,
-    is_serving,
-    kill_sessions_with,
     message_text,
 )
 
@@ -35,13 +29,6 @@ EXIT_LIMIT_S = 60
 @pytest.fixture
 def redis_client(redis_server):
     return redis_server.client()
-
-
-@pytest.fixture
-def workers(tmp_path):
-    processes = WorkerProcesses(tmp_path / "logs")
-    yield processes
-    processes.close()
 
 
 def started_with(command_id: str, attempt: int):
@@ -197,75 +184,4 @@ async def test_sigterm_lets_a_short_command_finish_within_the_grace_and_deletes_
     assert events[-1]["exitCode"] == 0
     assert "reason" not in events[-1]
     assert output_text(events, "cmd-short").strip() == "finished"
-    assert aws.queue_counts() == (0, 0)
-
-
-@pytest.mark.parametrize("round_", range(5))
-async def test_sigterm_during_a_long_poll_leaves_no_message_hidden(
-    moto_server, redis_server, redis_client, tmp_path, workers, round_
-):
-    # A fresh queue for each round, so no earlier round's message is in the way.
-    aws = AwsResources(moto_server.url)
-    worker = workers.start(aws.worker_env(
-        redis_server.url, tmp_path / "ws", RECEIVE_WAIT_SECONDS=5
-    ))
-    await worker.wait_for_log(is_serving)
-    terminal = f"t{round_}"
-    message = {"projectId": "poll1", "terminalId": terminal, "command": "true",
-               "commandId": f"cmd-poll-{round_}"}
-    # Alternate which comes first; a later round lets the poll run a while before.
-    if round_ % 2:
-        worker.send_signal(signal.SIGTERM)
-        aws.send(message)
-    else:
-        await trio.sleep(round_ * 0.5)
-        aws.send(message)
-        worker.send_signal(signal.SIGTERM)
-    assert await worker.wait(EXIT_LIMIT_S) == 0
-
-    visible, hidden = aws.queue_counts()
-    assert hidden == 0
-    # Not lost either: back in the queue, or (if it was received before the SIGTERM)
-    # run to its end.
-    if visible == 0:
-        assert has_exit(f"cmd-poll-{round_}")(history(redis_client, "poll1", terminal))
-    else:
-        assert visible == 1
-
-
-async def test_command_of_a_killed_worker_runs_again_once_after_a_worker_lost_error(
-    aws, redis_server, redis_client, tmp_path, workers
-):
-    marker = f"marker-{secrets.token_hex(6)}"
-    # The marker finds what the killed worker's command left running (its own session).
-    command = f": {marker}; echo run >> runs.log; echo ready; sleep 5; echo done"
-    aws.send({"projectId": "kill1", "terminalId": "t1", "command": command,
-              "commandId": "cmd-kill"})
-    env = dict(LEASE_SECONDS=3)
-    try:
-        first = workers.start(aws.worker_env(redis_server.url, tmp_path / "ws1", **env))
-        await wait_for_events(redis_client, "kill1", "t1", started_with("cmd-kill", 1))
-        await wait_for_events(redis_client, "kill1", "t1", has_output("cmd-kill", "ready"))
-        first.send_signal(signal.SIGKILL)
-        assert await first.wait() == -signal.SIGKILL
-        kill_sessions_with(marker)
-
-        second = workers.start(aws.worker_env(redis_server.url, tmp_path / "ws2", **env))
-        events = await wait_for_events(redis_client, "kill1", "t1", has_exit("cmd-kill"))
-        await wait_until(lambda: aws.queue_counts() == (0, 0))
-        second.send_signal(signal.SIGTERM)
-        assert await second.wait(EXIT_LIMIT_S) == 0
-    finally:
-        kill_sessions_with(marker)
-
-    events = history(redis_client, "kill1", "t1")
-    assert [e["type"] for e in events].count("exit") == 1
-    again = index_of(events, lambda e: e["type"] == "started" and e["attempt"] == 2)
-    lost = errors(events, "worker_lost")
-    assert len(lost) == 1
-    assert events.index(lost[0]) < again
-    assert [e["attempt"] for e in events if e["type"] == "started"] == [1, 2]
-    assert events[-1]["type"] == "exit"
-    assert events[-1]["exitCode"] == 0
-    assert "done" in output_text(events[again:], "cmd-kill")
     assert aws.queue_counts() == (0, 0)
