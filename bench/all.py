@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench.common import ROOT, machine
 
-SCRIPTS = ("throughput", "echo", "dispatch", "sync", "scaler", "fanin", "worker_idle")
+SCRIPTS = ("throughput", "echo", "publish", "dispatch", "sync", "scaler", "fanin", "worker_idle")
 
 
 def run(script: str, quick: bool) -> dict:
@@ -53,6 +53,14 @@ def summary_rows(results: dict[str, dict]) -> list[list[str]]:
                      f"terminado p50 {r['terminado']['p50Ms']:.1f} ms, "
                      f"p99 {r['terminado']['p99Ms']:.1f} ms",
                      "p50 <= 3 ms, p99 <= 15 ms", yes(all(r["meets"].values()))])
+    r = results.get("publish")
+    if r and "failed" not in r:
+        native, thread = r["trioNative"], r["thread"]
+        rows.append(["Redis publish, in the worker",
+                     f"trio-native: {native['cpuSPer100Mb']:.2f} CPU s per 100 MB, small "
+                     f"p50 {native['smallP50Us']} us",
+                     f"redis-py in a thread: {thread['cpuSPer100Mb']:.2f} CPU s per 100 MB, "
+                     f"small p50 {thread['smallP50Us']} us", "-", "-"])
     r = results.get("dispatch")
     if r and "failed" not in r:
         rows.append([f"warm dispatch ({r['ours']['commands']} commands)",

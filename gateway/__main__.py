@@ -10,7 +10,7 @@ import time
 import trio
 
 from runtime.aws.queue import QueueError
-from runtime.bus.terminal_bus import BusUnavailable
+from runtime.bus.connection import RedisError
 from runtime.contract.logs import configure_logging
 from runtime.contract.messages import is_valid_id
 from runtime.contract.settings import EnvReader, SettingError, load_environment
@@ -63,7 +63,7 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         trio.run(serve, settings)
-    except (BusUnavailable, QueueError) as exc:
+    except (RedisError, QueueError) as exc:
         logger.error("cannot start: %s", exc)
         return 1
     return 0

@@ -17,7 +17,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from runtime.aws.queue import CommandQueue, QueueError
-from runtime.bus.terminal_bus import BusUnavailable
+from runtime.bus.connection import RedisError
 from runtime.contract.messages import DEFAULT_COLS, DEFAULT_ROWS, CommandMessage
 
 from .feed import EventBuffer, SeqCursor
@@ -144,7 +144,7 @@ class TerminalConnection:
                 continue
             try:
                 await self._act(frame)
-            except (QueueError, BusUnavailable) as exc:
+            except (QueueError, RedisError) as exc:
                 logger.warning("%s: %s", self, exc)
                 self._say(gateway_error("unavailable", "the terminal service is unavailable; "
                                         "try again"))
@@ -273,7 +273,7 @@ class TerminalConnection:
         grant = self.grant
         try:
             newest = await self._store.newest_seq(grant.project_id, grant.terminal_id)
-        except BusUnavailable:
+        except RedisError:
             return False
         if newest >= after:
             return False
@@ -295,7 +295,7 @@ class TerminalConnection:
                     page = await self._store.history_page(
                         grant.project_id, grant.terminal_id, after
                     )
-                except BusUnavailable as exc:
+                except RedisError as exc:
                     logger.warning("%s: history unavailable: %s", self, exc)
                     self._check_history = True  # try again on the next wake-up
                     return

@@ -20,7 +20,7 @@ import trio_websocket
 
 from runtime.aws.clients import make_client
 from runtime.aws.queue import CommandQueue
-from runtime.bus.terminal_bus import BusUnavailable
+from runtime.bus.connection import RedisError
 from runtime.contract.messages import is_valid_id
 
 from .connection import TerminalConnection
@@ -190,7 +190,7 @@ class GatewayServer:
             raise Refused(403, "token lives too long; terminal tokens must be short-lived")
         try:
             first_use = await self._store.claim_token(grant.token_id, grant.expires_at, now)
-        except BusUnavailable:
+        except RedisError:
             raise Refused(503, "terminal service unavailable") from None
         if not first_use:
             raise Refused(403, "token already used")

@@ -1,13 +1,11 @@
-"""The gateway's Redis calls that are not the live subscription (redis-py, in threads)."""
+"""The gateway's Redis calls that are not the live subscription."""
 
 from __future__ import annotations
 
 import json
 import math
 
-import trio
-
-from runtime.bus.terminal_bus import call_redis, connect
+from runtime.bus.connection import RedisClient
 from runtime.contract import keys
 
 HISTORY_PAGE = 500
@@ -15,15 +13,17 @@ CLOCK_SKEW_MARGIN_S = 60
 
 
 class GatewayStore:
-    def __init__(self, url: str, *, limiter: trio.CapacityLimiter | None = None):
-        self._redis = connect(url)
-        self._limiter = limiter or trio.CapacityLimiter(16)
+    def __init__(self, url: str):
+        self._redis = RedisClient(url)
 
-    async def _call(self, fn, *args, **kwargs):
-        return await call_redis(self._limiter, fn, *args, **kwargs)
+    async def _call(self, *args):
+        return await self._redis.call(*args)
 
     async def ping(self) -> None:
-        await self._call(self._redis.ping)
+        await self._call("PING")
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
 
     async def claim_token(self, token_id: str, expires_at: float, now: float) -> bool:
         """True the first time a token is used; False for every later use.
@@ -32,23 +32,23 @@ class GatewayStore:
         cannot forget a token that our check still accepts.
         """
         remember_s = max(1, math.ceil(expires_at - now)) + CLOCK_SKEW_MARGIN_S
-        return bool(await self._call(
-            self._redis.set, keys.used_token(token_id), 1, nx=True, ex=remember_s
-        ))
+        return await self._call(
+            "SET", keys.used_token(token_id), 1, "NX", "EX", remember_s
+        ) is not None
 
     async def wake_scaler(self) -> None:
         """A command was enqueued: a scaler with no live worker should not wait."""
-        await self._call(self._redis.publish, keys.SCALER_WAKE_CHANNEL, "command")
+        await self._call("PUBLISH", keys.SCALER_WAKE_CHANNEL, "command")
 
     async def send_input(self, project_id: str, terminal_id: str, message: dict) -> None:
         await self._call(
-            self._redis.publish, keys.input_channel(project_id, terminal_id), json.dumps(message)
+            "PUBLISH", keys.input_channel(project_id, terminal_id), json.dumps(message)
         )
 
     async def newest_seq(self, project_id: str, terminal_id: str) -> int:
         """The seq of the newest kept event; 0 when the terminal has no history."""
         newest = await self._call(
-            self._redis.xrevrange, keys.history_stream(project_id, terminal_id), count=1
+            "XREVRANGE", keys.history_stream(project_id, terminal_id), "+", "-", "COUNT", 1
         )
         return int(newest[0][0].split(b"-")[0]) if newest else 0
 
@@ -56,8 +56,10 @@ class GatewayStore:
                            count: int = HISTORY_PAGE) -> list[tuple[int, str]]:
         """Up to ``count`` kept events with a seq above ``after``, oldest first."""
         page = await self._call(
-            self._redis.xrange, keys.history_stream(project_id, terminal_id),
-            f"{after + 1}-0", "+", count=count,
+            "XRANGE", keys.history_stream(project_id, terminal_id),
+            f"{after + 1}-0", "+", "COUNT", count,
         )
-        return [(int(entry_id.split(b"-")[0]), fields[b"event"].decode())
+        # Each entry is [id, [field, value, ...]]; the worker writes one field, "event".
+        return [(int(entry_id.split(b"-")[0]), dict(zip(fields[::2], fields[1::2],
+                                                        strict=True))[b"event"].decode())
                 for entry_id, fields in page]

@@ -14,7 +14,7 @@ import sys
 import trio
 
 from runtime.aws.queue import QueueError
-from runtime.bus.terminal_bus import BusUnavailable
+from runtime.bus.connection import RedisError
 from runtime.contract.logs import configure_logging
 from runtime.contract.settings import SettingError, load_environment
 from runtime.contract.stopping import run_until_stopped
@@ -44,7 +44,7 @@ def main() -> int:
         return 2
     try:
         trio.run(serve, settings)
-    except (QueueError, BusUnavailable, ConfinementUnavailable) as exc:
+    except (QueueError, RedisError, ConfinementUnavailable) as exc:
         logger.error("cannot start: %s", exc)
         return 1
     return 0

@@ -1,6 +1,5 @@
-"""The worker's side of Redis, behind one adapter.
+"""The worker's side of Redis, behind one adapter, on the trio-native client.
 
-redis-py blocks, so every call runs in a worker thread under this adapter's limiter.
 Events get their ``seq`` inside Redis (one Lua script increments the terminal's counter,
 appends to its history stream and publishes), so every worker that ever serves a
 terminal numbers its events in one growing sequence, and history and live delivery
@@ -12,9 +11,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import redis
-import trio
-
+from runtime.bus.connection import (
+    Connection,
+    ConnectionLost,
+    RedisClient,
+    RedisError,
+    Script,
+    check,
+    encode_command,
+    open_connection,
+)
 from runtime.contract import keys
 
 logger = logging.getLogger(__name__)
@@ -24,7 +30,10 @@ HISTORY_MAX_EVENTS = 2_000
 HISTORY_TTL_S = 24 * 60 * 60
 COMMAND_RECORD_TTL_S = 7 * 24 * 60 * 60
 
-_PUBLISH = """
+# Numbers the events, appends them to the terminal's history and publishes them: KEYS are
+# the counter and the history stream; ARGV the channel, history length, TTL, the floor
+# (see below) and the events.
+PUBLISH_EVENTS = Script("""
 if redis.call('EXISTS', KEYS[1]) == 0 then
   -- The counter is gone but the history may not be: continue after its last entry, and
   -- never below the last seq the publisher was given (ARGV[4]), so that events of a
@@ -46,18 +55,18 @@ end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 return seq
-"""
+""")
 
-_RENEW_IF_OWNER = """
+_RENEW_IF_OWNER = Script("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
-"""
+""")
 
 # Taking a lock we already hold counts as taking it: the reply to an earlier SET may
 # have been lost on its way back.
-_ACQUIRE = """
+_ACQUIRE = Script("""
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return 1
 end
@@ -65,26 +74,14 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
-"""
+""")
 
-_DELETE_IF_OWNER = """
+_DELETE_IF_OWNER = Script("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
-"""
-
-
-class BusUnavailable(Exception):
-    """Redis could not be reached or refused the call."""
-
-
-async def call_redis(limiter: trio.CapacityLimiter, fn, *args, **kwargs):
-    """A blocking redis-py call in a worker thread; its failures as ``BusUnavailable``."""
-    try:
-        return await trio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=limiter)
-    except redis.RedisError as exc:
-        raise BusUnavailable(f"redis: {exc}") from exc
+""")
 
 
 @dataclass(frozen=True)
@@ -94,30 +91,26 @@ class CommandRecord:
     released: bool
 
 
-def connect(url: str) -> redis.Redis:
-    return redis.Redis.from_url(
-        url,
-        socket_connect_timeout=5,
-        socket_timeout=15,
-        socket_keepalive=True,
-        health_check_interval=30,
-    )
-
-
 class TerminalBus:
-    def __init__(self, client: redis.Redis, *, limiter: trio.CapacityLimiter):
-        self._redis = client
-        self._limiter = limiter
-        self._publish = client.register_script(_PUBLISH)
-        self._acquire = client.register_script(_ACQUIRE)
-        self._renew = client.register_script(_RENEW_IF_OWNER)
-        self._delete = client.register_script(_DELETE_IF_OWNER)
-
-    async def _call(self, fn, *args, **kwargs):
-        return await call_redis(self._limiter, fn, *args, **kwargs)
+    def __init__(self, url: str):
+        self._url = url
+        self._redis = RedisClient(url)
 
     async def ping(self) -> None:
-        await self._call(self._redis.ping)
+        await self._redis.call("PING")
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+    @staticmethod
+    def _publish_args(project_id: str, terminal_id: str, events: list[str],
+                      after: int) -> tuple[list[str], list]:
+        return (
+            [keys.sequence_counter(project_id, terminal_id),
+             keys.history_stream(project_id, terminal_id)],
+            [keys.output_channel(project_id, terminal_id), HISTORY_MAX_EVENTS, HISTORY_TTL_S,
+             after, *events],
+        )
 
     async def publish(self, project_id: str, terminal_id: str, events: list[str], *,
                       after: int = 0) -> int:
@@ -125,32 +118,27 @@ class TerminalBus:
 
         ``after``: the last seq this publisher got; numbering never restarts below it.
         """
-        return await self._call(
-            self._publish,
-            keys=[keys.sequence_counter(project_id, terminal_id),
-                  keys.history_stream(project_id, terminal_id)],
-            args=[keys.output_channel(project_id, terminal_id), HISTORY_MAX_EVENTS,
-                  HISTORY_TTL_S, after, *events],
+        return await self._redis.run_script(
+            PUBLISH_EVENTS, *self._publish_args(project_id, terminal_id, events, after)
         )
 
     async def begin_attempt(self, project_id: str, command_id: str) -> CommandRecord:
         """Count a new run of the command, unless it already finished."""
         key = keys.command_record(project_id, command_id)
-
-        def begin() -> CommandRecord:
-            record = self._redis.hgetall(key)
-            exited = record.get(b"exited") == b"1"
-            released = record.get(b"released") == b"1"
-            if exited:
-                return CommandRecord(int(record.get(b"attempts", 0)), True, released)
-            pipe = self._redis.pipeline()
-            pipe.hincrby(key, "attempts", 1)
-            pipe.hdel(key, "released")
-            pipe.expire(key, COMMAND_RECORD_TTL_S)
-            attempt = pipe.execute()[0]
-            return CommandRecord(attempt, False, released)
-
-        return await self._call(begin)
+        flat = await self._redis.call("HGETALL", key)
+        record = dict(zip(flat[::2], flat[1::2], strict=True))
+        exited = record.get(b"exited") == b"1"
+        released = record.get(b"released") == b"1"
+        if exited:
+            return CommandRecord(int(record.get(b"attempts", 0)), True, released)
+        *_, outcome = await self._redis.pipeline(
+            ("MULTI",),
+            ("HINCRBY", key, "attempts", 1),
+            ("HDEL", key, "released"),
+            ("EXPIRE", key, COMMAND_RECORD_TTL_S),
+            ("EXEC",),
+        )
+        return CommandRecord(self._transaction(outcome)[0], False, released)
 
     async def publish_exit(
         self, project_id: str, terminal_id: str, command_id: str, events: list[str], *,
@@ -158,77 +146,85 @@ class TerminalBus:
     ) -> int:
         """Publish the final events and mark the command finished, in one transaction."""
         record = keys.command_record(project_id, command_id)
+        # The script is loaded in the same round trip: inside MULTI a missing script
+        # would fail alone while the record still said the command had finished.
+        loaded, *_, outcome = await self._redis.pipeline(
+            PUBLISH_EVENTS.load(),
+            ("MULTI",),
+            PUBLISH_EVENTS.run(*self._publish_args(project_id, terminal_id, events, after)),
+            ("HSET", record, "exited", 1),
+            ("EXPIRE", record, COMMAND_RECORD_TTL_S),
+            ("EXEC",),
+        )
+        check(loaded)
+        return self._transaction(outcome)[0]
 
-        def finish() -> int:
-            pipe = self._redis.pipeline(transaction=True)
-            self._publish(
-                keys=[keys.sequence_counter(project_id, terminal_id),
-                      keys.history_stream(project_id, terminal_id)],
-                args=[keys.output_channel(project_id, terminal_id), HISTORY_MAX_EVENTS,
-                      HISTORY_TTL_S, after, *events],
-                client=pipe,
-            )
-            pipe.hset(record, "exited", 1)
-            pipe.expire(record, COMMAND_RECORD_TTL_S)
-            return pipe.execute()[0]
-
-        return await self._call(finish)
+    @staticmethod
+    def _transaction(outcome) -> list:
+        """EXEC's replies, or why the transaction failed."""
+        if outcome is None:
+            raise RedisError("redis aborted the transaction")
+        return [check(reply) for reply in check(outcome)]
 
     async def mark_released(self, project_id: str, command_id: str) -> None:
         """Note that a worker handed the command back, so its next run is no surprise."""
-        key = keys.command_record(project_id, command_id)
-        await self._call(self._redis.hset, key, "released", 1)
+        await self._redis.call("HSET", keys.command_record(project_id, command_id), "released", 1)
 
     async def acquire_project(self, project_id: str, token: str, ttl_s: float) -> bool:
-        return bool(await self._call(
-            self._acquire, keys=[keys.project_lease(project_id)], args=[token, int(ttl_s * 1000)]
+        return bool(await self._redis.run_script(
+            _ACQUIRE, [keys.project_lease(project_id)], [token, int(ttl_s * 1000)]
         ))
 
     async def renew_project(self, project_id: str, token: str, ttl_s: float) -> bool:
-        return bool(await self._call(
-            self._renew, keys=[keys.project_lease(project_id)], args=[token, int(ttl_s * 1000)]
+        return bool(await self._redis.run_script(
+            _RENEW_IF_OWNER, [keys.project_lease(project_id)], [token, int(ttl_s * 1000)]
         ))
 
     async def release_project(self, project_id: str, token: str) -> None:
-        await self._call(self._delete, keys=[keys.project_lease(project_id)], args=[token])
+        await self._redis.run_script(_DELETE_IF_OWNER, [keys.project_lease(project_id)], [token])
 
     def input_subscription(self, project_id: str, terminal_id: str) -> InputSubscription:
-        return InputSubscription(self._redis, keys.input_channel(project_id, terminal_id))
+        return InputSubscription(self._url, keys.input_channel(project_id, terminal_id))
 
 
 class InputSubscription:
-    """One command's input channel.
+    """One command's input channel, on a connection of its own."""
 
-    The blocking ``get_message`` waits at most ``POLL_S`` so that a cancelled listener
-    gives its thread back quickly; the wait is never abandoned, so the connection is
-    never used by two threads at once.
-    """
-
-    POLL_S = 0.05
-
-    def __init__(self, client: redis.Redis, channel: str):
+    def __init__(self, url: str, channel: str):
         self.channel = channel
-        self._pubsub = client.pubsub(ignore_subscribe_messages=True)
-        self.opened = False
-        # One thread per subscription: it spends its life waiting for input.
-        self._limiter = trio.CapacityLimiter(1)
+        self._url = url
+        self._connection: Connection | None = None
 
-    async def _call(self, fn, *args):
-        try:
-            return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
-        except redis.RedisError as exc:
-            raise BusUnavailable(f"redis: {exc}") from exc
+    @property
+    def opened(self) -> bool:
+        return self._connection is not None
 
     async def open(self) -> None:
-        await self._call(self._pubsub.subscribe, self.channel)
-        self.opened = True
+        """Subscribe on a fresh connection; returns once Redis has confirmed it."""
+        await self.close()
+        connection = await open_connection(self._url, select_db=False)
+        try:
+            await connection.send(encode_command("SUBSCRIBE", self.channel))
+            check(await connection.read_reply())
+        except BaseException:
+            await connection.aclose()
+            raise
+        self._connection = connection
 
     async def next_message(self) -> bytes:
         """The next raw message published on the channel."""
-        while True:
-            message = await self._call(self._pubsub.get_message, True, self.POLL_S)
-            if message is not None and message.get("type") == "message":
-                return message["data"]
+        if self._connection is None:
+            raise ConnectionLost("the input channel is not open")
+        try:
+            while True:
+                reply = await self._connection.read_reply()
+                if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
+                    return reply[2]
+        except BaseException:
+            await self.close()
+            raise
 
     async def close(self) -> None:
-        await trio.to_thread.run_sync(self._pubsub.close, limiter=self._limiter)
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.aclose()

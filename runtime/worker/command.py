@@ -23,7 +23,8 @@ import trio
 
 from runtime.aws.queue import CommandQueue, QueueError, ReceivedMessage
 from runtime.aws.storage import ProjectStorage
-from runtime.bus.terminal_bus import BusUnavailable, CommandRecord, TerminalBus
+from runtime.bus.connection import RedisError
+from runtime.bus.terminal_bus import CommandRecord, TerminalBus
 from runtime.contract import events
 from runtime.contract.messages import CommandMessage
 from runtime.contract.metrics import embedded_metrics
@@ -215,7 +216,7 @@ class CommandRun:
             with trio.move_on_after(CLEANUP_S, shield=True):
                 try:
                     await lease.release()
-                except BusUnavailable as exc:
+                except RedisError as exc:
                     self._log(logging.WARNING, "project lease not released; it will expire",
                               error=str(exc))
 
@@ -226,7 +227,7 @@ class CommandRun:
         while True:
             try:
                 return await call()
-            except BusUnavailable as exc:
+            except RedisError as exc:
                 failures += 1
                 if trio.current_time() >= deadline or self._interrupted:
                     self._log(logging.ERROR, "redis unavailable; handing the command back",
@@ -293,7 +294,7 @@ class CommandRun:
         try:
             try:
                 await subscription.open()
-            except BusUnavailable as exc:
+            except RedisError as exc:
                 self._log(logging.WARNING, "input channel unavailable", error=str(exc))
             publisher.send_event(events.started(
                 cmd.command_id, worker_id=self._settings.worker_id, attempt=record.attempt
@@ -402,7 +403,7 @@ class CommandRun:
         # The next attempt then knows this one ended on purpose, not by a lost worker.
         with trio.move_on_at(self._cleanup_deadline() - RELEASE_RESERVE_S, shield=True):
             await publisher.flush()
-            with contextlib.suppress(BusUnavailable):
+            with contextlib.suppress(RedisError):
                 await self._bus.mark_released(self.command.project_id, self.command.command_id)
 
     async def _publish_exit(self, exit_event: str, *, after: int) -> None:
@@ -416,7 +417,7 @@ class CommandRun:
                         after=after,
                     )
                     return
-                except BusUnavailable:
+                except RedisError:
                     failures += 1
                     await trio.sleep(backoff_delay(failures, cap_s=5))
         if scope.cancelled_caught:

@@ -8,7 +8,8 @@ from collections.abc import Callable
 import trio
 
 from runtime.aws.queue import CommandQueue, LeaseLost, QueueError, ReceivedMessage
-from runtime.bus.terminal_bus import BusUnavailable, TerminalBus
+from runtime.bus.connection import RedisError
+from runtime.bus.terminal_bus import TerminalBus
 from runtime.policy.backoff import backoff_delay
 from runtime.policy.visibility import LeaseCeilingReached, LeasePolicy
 
@@ -104,7 +105,7 @@ class ProjectLease:
                     self.project_id, self._token, self._policy.lease_s
                 ) or await self.acquire():
                     continue
-            except BusUnavailable as exc:
+            except RedisError as exc:
                 logger.warning("project %s: lease renewal failed: %s", self.project_id, exc)
                 continue
             on_lost(f"project {self.project_id} was taken over by another worker")

@@ -14,7 +14,8 @@ from collections import deque
 
 import trio
 
-from runtime.bus.terminal_bus import BusUnavailable, TerminalBus
+from runtime.bus.connection import RedisError
+from runtime.bus.terminal_bus import TerminalBus
 from runtime.contract import events
 from runtime.policy.backoff import backoff_delay
 
@@ -118,7 +119,7 @@ class OutputPublisher:
                 self.last_seq = await self._bus.publish(
                     self._project_id, self._terminal_id, batch, after=self.last_seq
                 )
-            except BusUnavailable as exc:
+            except RedisError as exc:
                 self._in_flight = 0
                 failures += 1
                 if self._healthy:

@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 import trio
 
-from runtime.bus.terminal_bus import BusUnavailable, InputSubscription
+from runtime.bus.connection import RedisError
+from runtime.bus.terminal_bus import InputSubscription
 from runtime.contract.messages import MAX_TERMINAL_SIZE
 from runtime.policy.backoff import backoff_delay
 from runtime.policy.batching import OutputBatcher
@@ -74,7 +75,7 @@ class InputRouter:
                         raw = await subscription.next_message()
                         failures = 0
                         self.apply(raw)
-                except BusUnavailable as exc:
+                except RedisError as exc:
                     failures += 1
                     if failures == 1:
                         self._log(logging.WARNING, "input channel unavailable", error=str(exc))

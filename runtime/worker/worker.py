@@ -19,7 +19,8 @@ import trio
 from runtime.aws.clients import make_client
 from runtime.aws.queue import CommandQueue, QueueError, ReceivedMessage
 from runtime.aws.storage import ProjectStorage
-from runtime.bus.terminal_bus import BusUnavailable, TerminalBus, connect
+from runtime.bus.connection import RedisError
+from runtime.bus.terminal_bus import TerminalBus
 from runtime.contract import events
 from runtime.contract.messages import InvalidCommand, parse_command
 from runtime.policy.backoff import backoff_delay
@@ -79,7 +80,7 @@ class Worker:
             make_client("s3", endpoint_url=settings.aws_endpoint_url, pool_size=TRANSFER_THREADS),
             settings.s3_bucket, settings.s3_prefix,
         )
-        bus = TerminalBus(connect(settings.redis_url), limiter=trio.CapacityLimiter(8))
+        bus = TerminalBus(settings.redis_url)
         return cls(settings, queue, storage, bus)
 
     async def preflight(self) -> None:
@@ -210,7 +211,7 @@ class Worker:
                     cmd = run.command
                     # Otherwise the terminal waits in silence for a command that may end
                     # in the dead-letter queue.
-                    with contextlib.suppress(BusUnavailable):
+                    with contextlib.suppress(RedisError):
                         await self._bus.publish(cmd.project_id, cmd.terminal_id, [events.error(
                             cmd.command_id, events.HANDLING_FAILED,
                             f"the worker failed while handling this command (receive "
@@ -240,7 +241,7 @@ class Worker:
                 await self._bus.publish(exc.project_id, exc.terminal_id, [events.error(
                     exc.command_id, events.INVALID_COMMAND, exc.reason,
                 )])
-            except BusUnavailable as bus_exc:
+            except RedisError as bus_exc:
                 logger.warning("%s: could not tell the terminal: %s", self, bus_exc)
         with trio.move_on_after(CLEANUP_S, shield=True):
             moved = await self._queue.dead_letter(message, exc.reason)

@@ -11,7 +11,7 @@ import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 from gateway.tokens import mint_token
-from runtime.bus.terminal_bus import TerminalBus, connect
+from runtime.bus.terminal_bus import TerminalBus
 from runtime.contract import events, keys
 from tests.integration.harness import (
     GATEWAY_ORIGIN,
@@ -134,7 +134,7 @@ async def test_input_frames_reach_the_terminals_input_channel(redis_client, gate
 
 
 async def publish(redis_server, project, terminal, payloads):
-    bus = TerminalBus(connect(redis_server.url), limiter=trio.CapacityLimiter(2))
+    bus = TerminalBus(redis_server.url)
     return await bus.publish(project, terminal, payloads)
 
 

@@ -7,14 +7,15 @@ import json
 import pytest
 import trio
 
-from runtime.bus.terminal_bus import BusUnavailable, TerminalBus, connect
+from runtime.bus.connection import RedisError
+from runtime.bus.terminal_bus import TerminalBus
 from runtime.contract import events, keys
 from tests.integration.harness import history
 
 
 @pytest.fixture
 def bus(redis_server, redis_client):
-    return TerminalBus(connect(redis_server.url), limiter=trio.CapacityLimiter(4))
+    return TerminalBus(redis_server.url)
 
 
 async def test_live_events_and_history_carry_the_same_growing_seq(bus, redis_client):
@@ -75,7 +76,6 @@ async def test_project_lease_belongs_to_its_holder(bus, redis_client):
 async def test_unreachable_redis_raises_bus_unavailable():
     from tests.servers import free_port
 
-    bus = TerminalBus(connect(f"redis://127.0.0.1:{free_port()}/0"),
-                      limiter=trio.CapacityLimiter(1))
-    with pytest.raises(BusUnavailable):
+    bus = TerminalBus(f"redis://127.0.0.1:{free_port()}/0")
+    with pytest.raises(RedisError):
         await bus.ping()

@@ -47,8 +47,9 @@ def acl_redis():
 
 
 def denials(admin: redis.Redis) -> list[dict]:
-    # redis-py labels each connection with CLIENT SETINFO (Redis 7.2 on) and carries on
-    # when refused: not a permission the programs need.
+    # redis-py (the test's own client in ``refused``) labels each connection with CLIENT
+    # SETINFO (Redis 7.2 on) and carries on when refused: not a permission the programs
+    # need.
     return [{key: entry[key] for key in ("username", "reason", "object")}
             for entry in admin.acl_log() if entry["object"] != "client|setinfo"]
 

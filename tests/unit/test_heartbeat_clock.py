@@ -7,7 +7,7 @@ import trio
 import trio.testing
 
 from runtime.aws.queue import LeaseLost, QueueError, ReceivedMessage
-from runtime.bus.terminal_bus import BusUnavailable
+from runtime.bus.connection import RedisError
 from runtime.policy.visibility import SQS_MAX_VISIBILITY_S, LeasePolicy
 from runtime.worker.heartbeat import ProjectLease, VisibilityHeartbeat
 from runtime.worker.output import OutputPublisher
@@ -103,7 +103,7 @@ class ScriptedBus:
     async def publish(self, project, terminal, events, *, after=0):
         await trio.sleep(0.001)
         if not self.up:
-            raise BusUnavailable("connection refused")
+            raise RedisError("connection refused")
         self.published.extend(events)
         return len(self.published)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hiredis
 import pytest
 
-from runtime.bus.pubsub import encode_command
+from runtime.bus.connection import encode_command
 
 
 def parsed(data: bytes):

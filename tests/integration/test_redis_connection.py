@@ -1,0 +1,149 @@
+"""The trio-native Redis client against a real redis-server: replies, errors, the pool,
+cancellation, restarts, silence, lost scripts and ACL users."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+import trio
+
+from runtime.bus.connection import (
+    ConnectionLost,
+    RedisClient,
+    ReplyError,
+    Script,
+    open_connection,
+)
+from tests.servers import RedisServer, free_port
+
+
+def connection_ids(redis_client) -> set[str]:
+    return {c["id"] for c in redis_client.client_list()}
+
+
+async def test_replies_come_back_typed_and_errors_are_raised(redis_server, redis_client):
+    client = RedisClient(redis_server.url)
+    assert await client.call("SET", "k", "v", "NX") == b"OK"
+    assert await client.call("SET", "k", "v", "NX") is None
+    assert await client.call("INCRBY", "n", 5) == 5
+    assert await client.call("HSET", "h", "a", b"\x00\xff") == 1
+    assert await client.call("HGETALL", "h") == [b"a", b"\x00\xff"]
+    with pytest.raises(ReplyError, match="WRONGTYPE"):
+        await client.call("INCR", "h")
+    await client.aclose()
+
+
+async def test_a_pipeline_returns_error_replies_in_place(redis_server, redis_client):
+    client = RedisClient(redis_server.url)
+    first, failed, last = await client.pipeline(("SET", "a", 1), ("INCR", "nope", "x"),
+                                                ("GET", "a"))
+    assert (first, last) == (b"OK", b"1")
+    assert isinstance(failed, ReplyError)
+    await client.aclose()
+
+
+async def test_calls_in_turn_share_one_connection_and_concurrent_calls_do_not(
+        redis_server, redis_client):
+    before = connection_ids(redis_client)
+    client = RedisClient(redis_server.url)
+    for _ in range(5):
+        await client.call("PING")
+    assert len(connection_ids(redis_client) - before) == 1
+
+    async with trio.open_nursery() as nursery:
+        # BLPOP holds its connection until the push; the PING must not queue behind it.
+        nursery.start_soon(client.call, "BLPOP", "list", 10)
+        await trio.sleep(0.2)
+        assert await client.call("PING") == b"PONG"
+        await client.call("RPUSH", "list", "x")
+    assert len(connection_ids(redis_client) - before) == 2
+    await client.aclose()
+
+
+async def test_a_call_cancelled_mid_reply_closes_its_connection(redis_server, redis_client):
+    before = connection_ids(redis_client)
+    client = RedisClient(redis_server.url)
+    with trio.move_on_after(0.2):
+        await client.call("BLPOP", "list", 10)
+    # Had the connection gone back to the pool, this PING would read BLPOP's reply.
+    await client.call("RPUSH", "list", "late")
+    assert await client.call("PING") == b"PONG"
+    assert await client.call("LLEN", "list") == 1
+    assert len(connection_ids(redis_client) - before) == 1
+    await client.aclose()
+
+
+async def test_an_idle_connection_closed_by_a_restart_is_not_used():
+    server = RedisServer().start()
+    try:
+        client = RedisClient(server.url)
+        await client.call("SET", "k", "v")
+        server.stop()
+        server.start()
+        # The pooled connection is dead; the call notices before sending and reconnects.
+        assert await client.call("PING") == b"PONG"
+        await client.aclose()
+    finally:
+        server.stop()
+
+
+async def test_redis_down_is_connection_lost_and_up_again_works():
+    server = RedisServer().start()
+    try:
+        client = RedisClient(server.url)
+        await client.call("PING")
+        server.stop()
+        with pytest.raises(ConnectionLost):
+            await client.call("PING")
+        server.start()
+        assert await client.call("PING") == b"PONG"
+    finally:
+        server.stop()
+
+
+async def test_an_unreachable_redis_is_connection_lost():
+    with pytest.raises(ConnectionLost, match="cannot connect"):
+        await RedisClient(f"redis://127.0.0.1:{free_port()}/0").call("PING")
+
+
+async def test_a_silent_server_times_out(autojump_clock):
+    async def accept_and_say_nothing(stream):
+        await stream.receive_some(1024)
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(trio.serve_tcp, accept_and_say_nothing, 0)
+        port = listeners[0].socket.getsockname()[1]
+        client = RedisClient(f"redis://127.0.0.1:{port}/0", reply_timeout_s=15)
+        with pytest.raises(ConnectionLost, match="no reply within 15 s"):
+            await client.call("PING")
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_script_lost_by_redis_is_loaded_again(redis_server, redis_client):
+    client = RedisClient(redis_server.url)
+    script = Script("return redis.call('INCR', KEYS[1]) + tonumber(ARGV[1])")
+    assert await client.run_script(script, ["n"], [10]) == 11
+    redis_client.script_flush()
+    assert await client.run_script(script, ["n"], [10]) == 12
+    await client.aclose()
+
+
+async def test_the_url_user_logs_in_and_a_wrong_password_is_refused():
+    acl = "user app on >s3cret ~* &* +@all"
+    server = RedisServer(config_lines=[acl, "user default off"], user="app:s3cret").start()
+    try:
+        client = RedisClient(server.url)
+        assert await client.call("ACL", "WHOAMI") == b"app"
+        with pytest.raises(ReplyError, match="WRONGPASS"):
+            await open_connection(f"redis://app:wrong@127.0.0.1:{server.port}/0")
+    finally:
+        server.stop()
+
+
+async def test_the_url_database_is_selected(redis_server, redis_client):
+    client = RedisClient(redis_server.url.replace("/0", "/3"))
+    await client.call("SET", "in-three", 1)
+    assert redis_client.get("in-three") is None
+    assert redis.Redis.from_url(redis_server.url.replace("/0", "/3")).get("in-three") == b"1"
+    await client.aclose()
