@@ -1,4 +1,7 @@
-"""S3 sync of a 2,000-file, ~30 MB project: ours beside ``aws s3 sync``, same moto server.
+"""S3 sync of a 2,000-file, ~30 MB project: ours beside ``aws s3 sync``, same emulator.
+
+The emulator is a moto server, then LocalStack when its runtime is installed: each
+serves requests in Python, so both clients are measured against each.
 
 Ours is the worker's own ``Workspace`` (pull before a command, push after it) with the
 worker's transfer threads; the peer is the AWS CLI, started once per sync as a user
@@ -7,24 +10,32 @@ timed for both: full upload of a fresh folder; cold download into an empty folde
 no-change re-sync (down, then up: what every command costs when it changed nothing); a
 40-file delta upload (what a command that edits 40 files costs).
 
-    python -m bench.sync [--quick] [--files 2000]
+    python -m bench.sync [--quick] [--files 2000] [--emulator moto|localstack|all]
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import resource
+import secrets
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 import trio
 
 from bench.common import Stack, arguments, report
+from dev.localstack import VENV_PYTHON as LOCALSTACK_PYTHON
+from dev.localstack import LocalStack
+from dev.system import emulator_client
 from runtime.aws.clients import make_client
 from runtime.aws.storage import ProjectStorage
 from runtime.worker.worker import TRANSFER_THREADS
@@ -63,10 +74,43 @@ def edit(folder: Path, count: int) -> list[str]:
     return edited
 
 
+@dataclass(frozen=True)
+class Emulator:
+    """An S3 endpoint both clients sync with, and the process whose CPU it spends."""
+
+    name: str
+    url: str
+    bucket: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        process = psutil.Process(self.pid)
+        return sum(sum(p.cpu_times()[:2]) for p in [process, *process.children(recursive=True)])
+
+
+@contextlib.contextmanager
+def moto() -> Iterator[Emulator]:
+    with Stack(worker=False, gateway=False) as stack:
+        yield Emulator("moto", stack.moto.url, stack.bucket, stack.moto.process.pid)
+
+
+@contextlib.contextmanager
+def localstack() -> Iterator[Emulator]:
+    with LocalStack() as server:
+        bucket = f"bench-{secrets.token_hex(3)}"
+        emulator_client("s3", server.url).create_bucket(Bucket=bucket)
+        yield Emulator("LocalStack", server.url, bucket, server.pid)
+
+
+def cpu_of_self_and_children() -> float:
+    return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
+                                                 resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
 class Ours:
-    def __init__(self, stack: Stack, root: Path, project: str):
-        client = make_client("s3", endpoint_url=stack.moto.url, pool_size=TRANSFER_THREADS)
-        self.workspace = Workspace(root, project, ProjectStorage(client, stack.bucket, PREFIX),
+    def __init__(self, emulator: Emulator, root: Path, project: str):
+        client = make_client("s3", endpoint_url=emulator.url, pool_size=TRANSFER_THREADS)
+        self.workspace = Workspace(root, project, ProjectStorage(client, emulator.bucket, PREFIX),
                                    limiter=trio.CapacityLimiter(TRANSFER_THREADS))
 
     def _timed(self, method) -> tuple[float, int]:
@@ -85,11 +129,11 @@ class Ours:
 
 
 class AwsCli:
-    def __init__(self, stack: Stack):
+    def __init__(self, emulator: Emulator):
         self._env = {**os.environ, **TEST_CREDENTIALS, "AWS_CONFIG_FILE": os.devnull,
                      "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
-        self._base = [sys.executable, "-m", "awscli", "--endpoint-url", stack.moto.url]
-        self._bucket = stack.bucket
+        self._base = [sys.executable, "-m", "awscli", "--endpoint-url", emulator.url]
+        self._bucket = emulator.bucket
 
     def run(self, *args: str) -> tuple[float, int]:
         """Seconds, and files the CLI said it transferred."""
@@ -114,53 +158,55 @@ class AwsCli:
         return self.run("--version")[0]
 
 
-def measure(files: int, delta: int) -> tuple[dict, dict, dict]:
+def measure(emulator: Emulator, files: int, delta: int) -> tuple[dict, dict, dict]:
     work = Path(tempfile.mkdtemp(prefix="cloudide-bench-sync-"))
     try:
         source = work / "source"
         size = make_project(source, files)
-        with Stack(worker=False, gateway=False) as stack:
-            cli = AwsCli(stack)
-            ours, peer = {}, {}
-            emulator = psutil.Process(stack.moto.process.pid)
-            moto_cpu: dict[str, float] = {}
+        cli = AwsCli(emulator)
+        ours, peer = {}, {}
+        emulator_cpu: dict[str, float] = {}
 
-            def busy(name: str, step):
-                """Run a step; note the CPU seconds the moto server spent on it."""
-                before = sum(emulator.cpu_times()[:2])
-                outcome = step()
-                moto_cpu[name] = round(sum(emulator.cpu_times()[:2]) - before, 2)
-                return outcome
+        client_cpu: dict[str, float] = {}
 
-            # Full upload: a fresh folder, nothing in S3 yet.
-            shutil.copytree(source, work / "up" / "ours")
-            ours["fullUpload"] = busy("oursFullUpload", Ours(stack, work / "up", "ours").push)
-            peer["fullUpload"] = busy("peerFullUpload", lambda: cli.up(source, "peer"))
-            # Cold download: an empty folder.
-            mine = Ours(stack, work / "down", "ours")
-            ours["coldDownload"] = busy("oursColdDownload", mine.pull)
-            peer_folder = work / "peer-down"
-            peer["coldDownload"] = busy("peerColdDownload", lambda: cli.down("peer", peer_folder))
-            # No change: down then up, as before and after a command that changed nothing.
-            down_s, down_n = mine.pull()
-            up_s, up_n = mine.push()
-            ours["noChange"] = (down_s + up_s, down_n + up_n)
-            down_s, down_n = cli.down("peer", peer_folder)
-            up_s, up_n = cli.up(peer_folder, "peer")
-            peer["noChange"] = (down_s + up_s, down_n + up_n)
-            # A command edited some files: upload the delta.
-            edit(work / "down" / "ours", delta)
-            ours["deltaUpload"] = mine.push()
-            time.sleep(1.1)  # the CLI compares modification times in whole seconds
-            edit(peer_folder, delta)
-            peer["deltaUpload"] = cli.up(peer_folder, "peer")
-            start_up = cli.start_up_s()
+        def busy(name: str, step):
+            """Run a step; note the CPU seconds the emulator and the client spent on it
+            (ours runs in this process, the CLI as its child)."""
+            before, client_before = emulator.cpu_seconds(), cpu_of_self_and_children()
+            outcome = step()
+            emulator_cpu[name] = round(emulator.cpu_seconds() - before, 2)
+            client_cpu[name] = round(cpu_of_self_and_children() - client_before, 2)
+            return outcome
+
+        # Full upload: a fresh folder, nothing in S3 yet.
+        shutil.copytree(source, work / "up" / "ours")
+        ours["fullUpload"] = busy("oursFullUpload", Ours(emulator, work / "up", "ours").push)
+        peer["fullUpload"] = busy("peerFullUpload", lambda: cli.up(source, "peer"))
+        # Cold download: an empty folder.
+        mine = Ours(emulator, work / "down", "ours")
+        ours["coldDownload"] = busy("oursColdDownload", mine.pull)
+        peer_folder = work / "peer-down"
+        peer["coldDownload"] = busy("peerColdDownload", lambda: cli.down("peer", peer_folder))
+        # No change: down then up, as before and after a command that changed nothing.
+        down_s, down_n = mine.pull()
+        up_s, up_n = mine.push()
+        ours["noChange"] = (down_s + up_s, down_n + up_n)
+        down_s, down_n = cli.down("peer", peer_folder)
+        up_s, up_n = cli.up(peer_folder, "peer")
+        peer["noChange"] = (down_s + up_s, down_n + up_n)
+        # A command edited some files: upload the delta.
+        edit(work / "down" / "ours", delta)
+        ours["deltaUpload"] = mine.push()
+        time.sleep(1.1)  # the CLI compares modification times in whole seconds
+        edit(peer_folder, delta)
+        peer["deltaUpload"] = cli.up(peer_folder, "peer")
+        start_up = cli.start_up_s()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return ({k: {"seconds": round(s, 3), "files": n} for k, (s, n) in ours.items()},
             {k: {"seconds": round(s, 3), "files": n} for k, (s, n) in peer.items()},
             {"files": files, "bytes": size, "delta": delta, "cliStartUpS": round(start_up, 3),
-             "motoCpuSeconds": moto_cpu})
+             "emulatorCpuSeconds": emulator_cpu, "clientCpuSeconds": client_cpu})
 
 
 STEPS = (("fullUpload", "full upload", TARGET_COLD_AND_FULL),
@@ -169,14 +215,9 @@ STEPS = (("fullUpload", "full upload", TARGET_COLD_AND_FULL),
          ("deltaUpload", "delta upload", None))
 
 
-def main() -> None:
-    args = arguments(__doc__.splitlines()[0], lambda parser: parser.add_argument(
-        "--files", type=int, default=2000, help="files in the project (2000)"), profile=False)
-    files = 40 if args.quick else args.files
-    delta = max(1, files // 50)
-    ours, peer, project = measure(files, delta)
-    cpu = project["motoCpuSeconds"]
-    rows = [["", "ours s", "aws s3 sync s", "speed-up", "files ours/peer"]]
+def compare(emulator: Emulator, files: int, delta: int) -> tuple[dict, list[list[str]]]:
+    ours, peer, project = measure(emulator, files, delta)
+    rows = []
     meets = {}
     for key, label, target in STEPS:
         speed_up = peer[key]["seconds"] / ours[key]["seconds"] if ours[key]["seconds"] else 0
@@ -184,17 +225,50 @@ def main() -> None:
         if target is not None:
             meets[key] = speed_up >= target
         label = f"{label} ({delta} files)" if key == "deltaUpload" else label
-        rows.append([label, f"{ours[key]['seconds']:.2f}", f"{peer[key]['seconds']:.2f}",
-                     f"{speed_up:.1f}x", f"{ours[key]['files']}/{peer[key]['files']}"])
+        rows.append([f"{emulator.name}: {label}", f"{ours[key]['seconds']:.2f}",
+                     f"{peer[key]['seconds']:.2f}", f"{speed_up:.1f}x",
+                     f"{ours[key]['files']}/{peer[key]['files']}"])
+    return {"project": project, "ours": ours, "awsCli": peer, "meets": meets}, rows
+
+
+def main() -> None:
+    def options(parser):
+        parser.add_argument("--files", type=int, default=2000, help="files in the project (2000)")
+        parser.add_argument("--emulator", choices=("moto", "localstack", "all"), default="all",
+                            help="where to sync: all = moto, and LocalStack when its runtime "
+                                 "is installed (`make test-localstack` installs it)")
+
+    args = arguments(__doc__.splitlines()[0], options, profile=False)
+    files = 40 if args.quick else args.files
+    delta = max(1, files // 50)
+    wanted = {"moto": [moto], "localstack": [localstack],
+              "all": [moto, *([localstack] if LOCALSTACK_PYTHON.exists() else [])]}
+    rows = [["", "ours s", "aws s3 sync s", "speed-up", "files ours/peer"]]
+    notes = [f"{files} files; the CLI's start-up is part of each of its figures (target: "
+             f">= {TARGET_COLD_AND_FULL}x cold and full, >= {TARGET_NO_CHANGE}x no-change)"]
+    results = {}
+    for start in wanted[args.emulator]:
+        with start() as emulator:
+            result, emulator_rows = compare(emulator, files, delta)
+        results[emulator.name] = result
+        rows += emulator_rows
+        project = result["project"]
+        server, client = project["emulatorCpuSeconds"], project["clientCpuSeconds"]
+        notes.append(
+            f"{emulator.name}, CPU seconds of full upload and cold download: emulator "
+            f"{server['oursFullUpload']:.1f} and {server['oursColdDownload']:.1f} for ours, "
+            f"{server['peerFullUpload']:.1f} and {server['peerColdDownload']:.1f} for the CLI;"
+            f" client: ours {client['oursFullUpload']:.1f} and {client['oursColdDownload']:.1f}"
+            f", the CLI {client['peerFullUpload']:.1f} and {client['peerColdDownload']:.1f}; "
+            f"the CLI's start-up alone {project['cliStartUpS']:.2f} s")
+    if args.emulator == "all" and "LocalStack" not in results:
+        notes.append("LocalStack: not installed, not measured")
+    first = next(iter(results.values()))
     report("S3 sync", rows, {
-        "bench": "sync", "quick": args.quick, "project": project, "ours": ours, "awsCli": peer,
-        "meets": meets,
-    }, [f"{files} files, {project['bytes'] / 1e6:.1f} MB; the CLI's start-up alone takes "
-        f"{project['cliStartUpS']:.2f} s of each of its figures (target: >= 2x cold and "
-        "full, >= 20x no-change)",
-        "CPU seconds the moto server spent (full upload, cold download): ours "
-        f"{cpu['oursFullUpload']:.1f}, {cpu['oursColdDownload']:.1f}; aws s3 sync "
-        f"{cpu['peerFullUpload']:.1f}, {cpu['peerColdDownload']:.1f}"])
+        "bench": "sync", "quick": args.quick, "project": first["project"], "emulators": results,
+        "meets": {f"{name}.{key}": met for name, result in results.items()
+                  for key, met in result["meets"].items()},
+    }, notes)
 
 
 if __name__ == "__main__":

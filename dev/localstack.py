@@ -65,6 +65,10 @@ class LocalStack:
         self._process: subprocess.Popen | None = None
         self._log = None
 
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
     def environment(self) -> dict[str, str]:
         home = self._dir
         return {

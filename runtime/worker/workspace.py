@@ -100,10 +100,32 @@ class Workspace:
         report = SyncReport()
         await trio.to_thread.run_sync(self._prepare_directories)
         manifest = await trio.to_thread.run_sync(self._load_manifest)
-        try:
-            remote = await self._run(self._storage.list_etags, self.project_id)
-        except StorageError as exc:
-            raise SyncFailed(str(exc)) from exc
+        # The listing waits on S3 and the scan on the disk: both at once.
+        local: dict[str, files.ScannedFile] | None = None
+
+        async def scan_local() -> None:
+            nonlocal local
+            try:
+                local = await self._scan(report)
+            except files.TooManyEntries:
+                # Only a command (whose upload was refused for it) leaves so many; S3
+                # holds the project, so the local copy is rebuilt from there.
+                logger.warning("%s: local copy past WORKSPACE_MAX_FILES; starting afresh",
+                               self, extra={"projectId": self.project_id})
+                await trio.to_thread.run_sync(self._discard_local_copy)
+                local = {}
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(scan_local)
+            try:
+                remote = await self._run(self._storage.list_etags, self.project_id)
+            except StorageError as exc:
+                nursery.cancel_scope.cancel()
+                failed = exc
+            else:
+                failed = None
+        if failed is not None:
+            raise SyncFailed(str(failed)) from failed
         safe: dict[str, str] = {}
         for relative, etag in remote.items():
             if not relative or relative.endswith("/"):
@@ -117,15 +139,6 @@ class Workspace:
         for relative, reason in folder_conflicts(safe).items():
             report.skipped[relative] = reason
             del safe[relative]
-        try:
-            local = await self._scan(report)
-        except files.TooManyEntries:
-            # Only a command (whose upload was refused for it) leaves so many; S3 holds
-            # the project, so the local copy is rebuilt from there.
-            logger.warning("%s: local copy past WORKSPACE_MAX_FILES; starting afresh", self,
-                           extra={"projectId": self.project_id})
-            await trio.to_thread.run_sync(self._discard_local_copy)
-            local = {}
         plan = plan_download(safe, {p: f.stat for p, f in local.items()}, manifest)
 
         async def fetch(relative: str) -> None:
