@@ -68,17 +68,19 @@ def summary_rows(results: dict[str, dict]) -> list[list[str]]:
                      "p50 <= 50 ms", yes(all(r["meets"].values()))])
     r = results.get("sync")
     if r and "failed" not in r:
-        project = r["project"]
-        for key, label, target in (
-                ("coldDownload", "cold download", ">= 2x faster"),
-                ("fullUpload", "full upload", ">= 2x faster"),
-                ("noChange", "no-change re-sync", ">= 20x faster"),
-                ("deltaUpload", f"{project['delta']}-file delta upload", "-")):
-            rows.append([f"S3 sync, {project['files']:,} files, {project['bytes'] / 1e6:.0f} MB: "
-                         f"{label}", f"{r['ours'][key]['seconds']:.2f} s "
-                         f"({r['ours'][key]['speedUp']:.1f}x)",
-                         f"aws s3 sync {r['awsCli'][key]['seconds']:.2f} s", target,
-                         yes(r["meets"][key]) if key in r["meets"] else "-"])
+        for emulator, result in r["emulators"].items():
+            project = result["project"]
+            for key, label, target in (
+                    ("coldDownload", "cold download", ">= 2x faster"),
+                    ("fullUpload", "full upload", ">= 2x faster"),
+                    ("noChange", "no-change re-sync", ">= 20x faster"),
+                    ("deltaUpload", f"{project['delta']}-file delta upload", "-")):
+                rows.append([f"S3 sync on {emulator}, {project['files']:,} files, "
+                             f"{project['bytes'] / 1e6:.0f} MB: {label}",
+                             f"{result['ours'][key]['seconds']:.2f} s "
+                             f"({result['ours'][key]['speedUp']:.1f}x)",
+                             f"aws s3 sync {result['awsCli'][key]['seconds']:.2f} s", target,
+                             yes(result["meets"][key]) if key in result["meets"] else "-"])
     r = results.get("scaler")
     if r and "failed" not in r:
         ours, naive = r["ours"], r["naive"]
