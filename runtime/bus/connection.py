@@ -66,6 +66,13 @@ def check(reply):
     return reply
 
 
+def published(reply) -> tuple[bytes, bytes] | None:
+    """(channel, data) when a subscribed connection's reply is a published message."""
+    if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
+        return reply[1], reply[2]
+    return None
+
+
 class Connection:
     def __init__(self, stream: trio.abc.Stream, raw_socket: trio.socket.SocketType):
         self._stream = stream

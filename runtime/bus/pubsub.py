@@ -21,6 +21,7 @@ from runtime.bus.connection import (
     RedisError,
     encode_command,
     open_connection,
+    published,
 )
 from runtime.policy.backoff import backoff_delay
 
@@ -117,6 +118,7 @@ class Subscriber:
 
     async def _read(self, connection: Connection) -> None:
         while True:
-            reply = await connection.read_reply()
-            if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
-                self._on_message(reply[1].decode(), reply[2])
+            message = published(await connection.read_reply())
+            if message is not None:
+                channel, data = message
+                self._on_message(channel.decode(), data)

@@ -20,6 +20,7 @@ from runtime.bus.connection import (
     check,
     encode_command,
     open_connection,
+    published,
 )
 from runtime.contract import keys
 
@@ -217,9 +218,9 @@ class InputSubscription:
             raise ConnectionLost("the input channel is not open")
         try:
             while True:
-                reply = await self._connection.read_reply()
-                if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
-                    return reply[2]
+                message = published(await self._connection.read_reply())
+                if message is not None:
+                    return message[1]
         except BaseException:
             await self.close()
             raise
