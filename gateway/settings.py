@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from runtime.bus.connection import connection_options
 from runtime.contract.settings import EnvReader, SettingError
 
 MIN_SECRET_BYTES = 32
@@ -51,7 +52,8 @@ class GatewaySettings:
             port=port,
             secret=secret,
             allowed_origins=frozenset(origins),
-            redis_url=env.url("REDIS_URL", ("redis", "rediss", "unix"), "redis://localhost:6379/0"),
+            redis_url=env.url("REDIS_URL", ("redis", "rediss", "unix"), "redis://localhost:6379/0",
+                              check=connection_options),
             sqs_queue_url=env.url("SQS_QUEUE_URL", ("http", "https")),
             aws_endpoint_url=env.optional_text("AWS_ENDPOINT_URL"),
             token_ttl_s=env.integer("GATEWAY_TOKEN_TTL_SECONDS", 300, minimum=10, maximum=3600),

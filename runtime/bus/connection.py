@@ -28,6 +28,14 @@ RECEIVE_BYTES = 256 * 1024
 CONNECT_TIMEOUT_S = 5
 # A reply slower than this means Redis or the path to it is stuck.
 REPLY_TIMEOUT_S = 15
+# A subscribed connection waits for messages with no deadline: TCP keepalive probes find
+# a silently dead path within a minute (30 s idle, then 3 probes 10 s apart) instead of
+# the system's two hours, so keystrokes are not lost to a connection that is gone.
+KEEPALIVE_IDLE_S = 30
+KEEPALIVE_INTERVAL_S = 10
+KEEPALIVE_PROBES = 3
+# The TLS options of a rediss:// URL this client honours; any other is refused.
+TLS_OPTIONS = frozenset({"ssl_cert_reqs", "ssl_ca_certs", "ssl_check_hostname"})
 
 Argument = str | bytes | int
 
@@ -114,10 +122,33 @@ class Connection:
         await trio.aclose_forcefully(self._stream)
 
 
+def connection_options(url: str) -> dict:
+    """The URL's options (redis-py parses them); a TLS option not honoured here is an
+    error rather than silently dropped."""
+    options = parse_url(url)
+    unknown = sorted(key for key in options if key.startswith("ssl_") and key not in TLS_OPTIONS)
+    if unknown:
+        raise ValueError(f"unsupported option(s) in the Redis URL: {', '.join(unknown)}")
+    return options
+
+
+def tls_context(options: dict) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=options.get("ssl_ca_certs"))
+    requirement = str(options.get("ssl_cert_reqs", "required")).lower()
+    if requirement == "none":
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        context.check_hostname = bool(options.get("ssl_check_hostname", True))
+        if requirement == "optional":
+            context.verify_mode = ssl.CERT_OPTIONAL
+    return context
+
+
 async def open_connection(url: str, *, timeout_s: float = CONNECT_TIMEOUT_S,
                           select_db: bool = True) -> Connection:
     """Connect, authenticate and select the URL's database (a subscriber needs none)."""
-    options = parse_url(url)
+    options = connection_options(url)
     connection_class = options.get("connection_class")
     try:
         with trio.fail_after(timeout_s):
@@ -127,10 +158,13 @@ async def open_connection(url: str, *, timeout_s: float = CONNECT_TIMEOUT_S,
             else:
                 stream = await trio.open_tcp_stream(options["host"], options.get("port", 6379))
                 stream.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE_S)
+                stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL_S)
+                stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
                 raw_socket = stream.socket
                 if connection_class is SSLConnection:
                     stream = trio.SSLStream(
-                        stream, ssl.create_default_context(), server_hostname=options["host"]
+                        stream, tls_context(options), server_hostname=options["host"]
                     )
             connection = Connection(stream, raw_socket)
             setup = []
@@ -169,11 +203,12 @@ class RedisClient:
 
     def __init__(self, url: str, *, max_connections: int = 16,
                  reply_timeout_s: float = REPLY_TIMEOUT_S):
-        parse_url(url)  # a malformed URL fails here, not at the first call
+        connection_options(url)  # a malformed URL fails here, not at the first call
         self._url = url
         self._reply_timeout_s = reply_timeout_s
         self._slots = trio.Semaphore(max_connections)
         self._idle: list[Connection] = []
+        self._closed = False
 
     async def call(self, *args: Argument):
         """One command's reply; an error reply is raised as ``ReplyError``."""
@@ -196,7 +231,10 @@ class RedisClient:
                     raise ConnectionLost(
                         f"redis gave no reply within {self._reply_timeout_s} s") from exc
                 raise
-            self._idle.append(connection)
+            if self._closed:
+                await connection.aclose()
+            else:
+                self._idle.append(connection)
             return replies
 
     async def run_script(self, script: Script, keys: Sequence[str],
@@ -225,4 +263,5 @@ class RedisClient:
             await connection.aclose()
 
     async def aclose(self) -> None:
+        self._closed = True
         await self._close_idle()

@@ -11,7 +11,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import trio
+
 from runtime.bus.connection import (
+    REPLY_TIMEOUT_S,
     Connection,
     ConnectionLost,
     RedisClient,
@@ -157,8 +160,14 @@ class TerminalBus:
             ("EXPIRE", record, COMMAND_RECORD_TTL_S),
             ("EXEC",),
         )
-        check(loaded)
-        return self._transaction(outcome)[0]
+        try:
+            return self._transaction(outcome)[0]
+        except RedisError as exc:
+            # Only when the transaction failed does a failed SCRIPT LOAD explain it; after
+            # a commit, raising would publish the exit again.
+            if isinstance(loaded, RedisError):
+                raise loaded from exc
+            raise
 
     @staticmethod
     def _transaction(outcome) -> list:
@@ -205,8 +214,13 @@ class InputSubscription:
         await self.close()
         connection = await open_connection(self._url, select_db=False)
         try:
-            await connection.send(encode_command("SUBSCRIBE", self.channel))
-            check(await connection.read_reply())
+            with trio.fail_after(REPLY_TIMEOUT_S):
+                await connection.send(encode_command("SUBSCRIBE", self.channel))
+                check(await connection.read_reply())
+        except trio.TooSlowError:
+            await connection.aclose()
+            raise ConnectionLost(
+                f"redis did not confirm the subscription within {REPLY_TIMEOUT_S} s") from None
         except BaseException:
             await connection.aclose()
             raise

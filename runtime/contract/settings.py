@@ -8,7 +8,7 @@ variable, and ``__main__`` prints that one line and exits.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from dotenv import dotenv_values
@@ -90,12 +90,19 @@ class EnvReader:
             return False
         raise SettingError(f"{name} must be true or false, got {raw!r}")
 
-    def url(self, name: str, schemes: tuple[str, ...], default: str | None = None) -> str:
+    def url(self, name: str, schemes: tuple[str, ...], default: str | None = None, *,
+            check: Callable[[str], object] | None = None) -> str:
+        """A URL of one of ``schemes``; ``check`` (raising ValueError) looks further."""
         value = self.text(name, default)
         scheme, sep, rest = value.partition("://")
         if not sep or scheme not in schemes or not rest:
             wanted = " or ".join(f"{s}://" for s in schemes)
             raise SettingError(f"{name} must be a URL starting with {wanted}, got {value!r}")
+        if check is not None:
+            try:
+                check(value)
+            except ValueError as exc:
+                raise SettingError(f"{name}: {exc}") from None
         return value
 
     def text_list(self, name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:

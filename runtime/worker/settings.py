@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runtime.bus.connection import connection_options
 from runtime.contract.settings import EnvReader, SettingError
 from runtime.policy.environment import command_environment
 from runtime.policy.limits import MIB, CommandLimits
@@ -95,7 +96,8 @@ class WorkerSettings:
             sqs_queue_url=env.url("SQS_QUEUE_URL", ("http", "https")),
             s3_bucket=bucket,
             s3_prefix=prefix,
-            redis_url=env.url("REDIS_URL", ("redis", "rediss", "unix"), cls.redis_url),
+            redis_url=env.url("REDIS_URL", ("redis", "rediss", "unix"), cls.redis_url,
+                              check=connection_options),
             workspace_root=Path(env.text("WORKSPACE_ROOT", "/tmp/workspaces")),
             concurrency=env.integer("WORKER_CONCURRENCY", 1, minimum=1, maximum=64),
             idle_timeout_s=env.number("IDLE_TIMEOUT_SECONDS", 60, minimum=0),

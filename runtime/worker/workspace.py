@@ -100,32 +100,37 @@ class Workspace:
         report = SyncReport()
         await trio.to_thread.run_sync(self._prepare_directories)
         manifest = await trio.to_thread.run_sync(self._load_manifest)
-        # The listing waits on S3 and the scan on the disk: both at once.
+        # The listing waits on S3 and the scan on the disk: both at once. Each outcome is
+        # kept and acted on once both are in, so a failed listing leaves the copy as it was.
         local: dict[str, files.ScannedFile] | None = None
+        scan_failed: Exception | None = None
 
         async def scan_local() -> None:
-            nonlocal local
+            nonlocal local, scan_failed
             try:
                 local = await self._scan(report)
-            except files.TooManyEntries:
-                # Only a command (whose upload was refused for it) leaves so many; S3
-                # holds the project, so the local copy is rebuilt from there.
-                logger.warning("%s: local copy past WORKSPACE_MAX_FILES; starting afresh",
-                               self, extra={"projectId": self.project_id})
-                await trio.to_thread.run_sync(self._discard_local_copy)
-                local = {}
+            except (files.TooManyEntries, OSError) as exc:
+                scan_failed = exc
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(scan_local)
             try:
                 remote = await self._run(self._storage.list_etags, self.project_id)
             except StorageError as exc:
-                nursery.cancel_scope.cancel()
-                failed = exc
+                listing_failed: StorageError | None = exc
             else:
-                failed = None
-        if failed is not None:
-            raise SyncFailed(str(failed)) from failed
+                listing_failed = None
+        if listing_failed is not None:
+            raise SyncFailed(str(listing_failed)) from listing_failed
+        if isinstance(scan_failed, files.TooManyEntries):
+            # Only a command (whose upload was refused for it) leaves so many; S3 holds
+            # the project, so the local copy is rebuilt from there.
+            logger.warning("%s: local copy past WORKSPACE_MAX_FILES; starting afresh", self,
+                           extra={"projectId": self.project_id})
+            await trio.to_thread.run_sync(self._discard_local_copy)
+            local = {}
+        elif scan_failed is not None:
+            raise scan_failed
         safe: dict[str, str] = {}
         for relative, etag in remote.items():
             if not relative or relative.endswith("/"):

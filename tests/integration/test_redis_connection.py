@@ -3,16 +3,24 @@ cancellation, restarts, silence, lost scripts and ACL users."""
 
 from __future__ import annotations
 
+import socket
+import ssl
+
 import pytest
 import redis
 import trio
 
 from runtime.bus.connection import (
+    KEEPALIVE_IDLE_S,
+    KEEPALIVE_INTERVAL_S,
+    KEEPALIVE_PROBES,
     ConnectionLost,
     RedisClient,
     ReplyError,
     Script,
+    connection_options,
     open_connection,
+    tls_context,
 )
 from tests.servers import RedisServer, free_port
 
@@ -97,6 +105,7 @@ async def test_redis_down_is_connection_lost_and_up_again_works():
             await client.call("PING")
         server.start()
         assert await client.call("PING") == b"PONG"
+        await client.aclose()
     finally:
         server.stop()
 
@@ -115,7 +124,9 @@ async def test_a_silent_server_times_out(autojump_clock):
         listeners = await nursery.start(trio.serve_tcp, accept_and_say_nothing, 0)
         port = listeners[0].socket.getsockname()[1]
         client = RedisClient(f"redis://127.0.0.1:{port}/0", reply_timeout_s=15)
-        with pytest.raises(ConnectionLost, match="no reply within 15 s"):
+        # The outer limit turns a missing timeout into a failure, not a hang (and costs
+        # nothing under the autojump clock).
+        with trio.fail_after(60), pytest.raises(ConnectionLost, match="no reply within 15 s"):
             await client.call("PING")
         nursery.cancel_scope.cancel()
 
@@ -139,6 +150,33 @@ async def test_the_url_user_logs_in_and_a_wrong_password_is_refused():
             await open_connection(f"redis://app:wrong@127.0.0.1:{server.port}/0")
     finally:
         server.stop()
+
+
+async def test_a_tcp_connection_finds_a_dead_path_within_a_minute(redis_server):
+    connection = await open_connection(redis_server.url)
+    raw = connection._socket
+    assert raw.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+    assert raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == KEEPALIVE_IDLE_S
+    assert raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == KEEPALIVE_INTERVAL_S
+    assert raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == KEEPALIVE_PROBES
+    assert KEEPALIVE_IDLE_S + KEEPALIVE_INTERVAL_S * KEEPALIVE_PROBES <= 60
+    await connection.aclose()
+
+
+@pytest.mark.parametrize(("query", "verify", "hostname"), [
+    ("", ssl.CERT_REQUIRED, True),
+    ("?ssl_cert_reqs=none", ssl.CERT_NONE, False),
+    ("?ssl_cert_reqs=optional", ssl.CERT_OPTIONAL, True),
+    ("?ssl_check_hostname=false", ssl.CERT_REQUIRED, False),
+])
+def test_the_tls_options_of_the_url_shape_the_tls_context(query, verify, hostname):
+    context = tls_context(connection_options(f"rediss://cache:6380/0{query}"))
+    assert (context.verify_mode, context.check_hostname) == (verify, hostname)
+
+
+def test_a_tls_option_not_honoured_is_refused_not_dropped():
+    with pytest.raises(ValueError, match="ssl_certfile"):
+        RedisClient("rediss://cache:6380/0?ssl_certfile=/client.pem")
 
 
 async def test_the_url_database_is_selected(redis_server, redis_client):

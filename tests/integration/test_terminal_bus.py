@@ -7,10 +7,11 @@ import json
 import pytest
 import trio
 
-from runtime.bus.connection import RedisError
+from runtime.bus.connection import ConnectionLost, RedisError
 from runtime.bus.terminal_bus import TerminalBus
 from runtime.contract import events, keys
 from tests.integration.harness import history
+from tests.servers import RedisServer
 
 
 @pytest.fixture
@@ -71,6 +72,52 @@ async def test_project_lease_belongs_to_its_holder(bus, redis_client):
     assert await bus.renew_project("p", "me", 30)
     await bus.release_project("p", "me")
     assert await bus.acquire_project("p", "other", 30)
+
+
+async def test_the_exit_is_published_once_when_redis_has_lost_the_script(bus, redis_client):
+    redis_client.script_flush()
+    last = await bus.publish_exit("p", "t", "c1", [events.exit_("c1", exit_code=0, signal=None)])
+    assert [e["type"] for e in history(redis_client, "p", "t")] == ["exit"]
+    assert last == 1
+    assert (await bus.begin_attempt("p", "c1")).exited
+
+
+async def test_input_reaches_a_subscription_until_redis_restarts_and_then_again():
+    server = RedisServer().start()
+    try:
+        bus = TerminalBus(server.url)
+        subscription = bus.input_subscription("p", "t")
+        await subscription.open()
+        publisher = server.client()
+        publisher.publish(keys.input_channel("p", "t"), b'{"type":"stdin","data":"a"}')
+        with trio.fail_after(10):
+            assert await subscription.next_message() == b'{"type":"stdin","data":"a"}'
+        server.stop()
+        with pytest.raises(RedisError):
+            await subscription.next_message()
+        assert not subscription.opened
+        server.start()
+        await subscription.open()
+        server.client().publish(keys.input_channel("p", "t"), b"again")
+        with trio.fail_after(10):
+            assert await subscription.next_message() == b"again"
+        await subscription.close()
+    finally:
+        server.stop()
+
+
+async def test_a_subscription_redis_never_confirms_gives_up(autojump_clock):
+    async def accept_and_say_nothing(stream):
+        await stream.receive_some(1024)
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(trio.serve_tcp, accept_and_say_nothing, 0)
+        port = listeners[0].socket.getsockname()[1]
+        subscription = TerminalBus(f"redis://127.0.0.1:{port}/0").input_subscription("p", "t")
+        with trio.fail_after(60), pytest.raises(ConnectionLost, match="did not confirm"):
+            await subscription.open()
+        nursery.cancel_scope.cancel()
 
 
 async def test_unreachable_redis_raises_bus_unavailable():

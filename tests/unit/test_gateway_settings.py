@@ -166,3 +166,9 @@ def test_blank_origins_fall_back_to_the_defaults():
 ])
 def test_bad_value_is_refused_naming_the_variable(name, value):
     assert setting_error({**REQUIRED, name: value}).startswith(f"{name} must")
+
+
+def test_a_tls_option_the_client_does_not_honour_is_refused():
+    message = setting_error({**REQUIRED,
+                             "REDIS_URL": "rediss://cache:6380/0?ssl_keyfile=/client.key"})
+    assert message == "REDIS_URL: unsupported option(s) in the Redis URL: ssl_keyfile"

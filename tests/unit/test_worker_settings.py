@@ -121,6 +121,7 @@ def test_required_setting_missing_names_it(missing):
         ("S3_PREFIX", "/projects/"),
         ("REDIS_URL", "localhost:6379"),
         ("REDIS_URL", "http://localhost:6379"),
+        ("REDIS_URL", "rediss://cache:6380/0?ssl_certfile=/client.pem"),  # not honoured
         ("WORKER_CONCURRENCY", "0"),
         ("WORKER_CONCURRENCY", "65"),
         ("WORKER_CONCURRENCY", "two"),
