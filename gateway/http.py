@@ -82,15 +82,18 @@ def parse_head(data: bytes) -> RequestHead:
 
 
 async def respond(stream: trio.abc.SendStream, status: int, body: bytes,
-                  content_type: str = "text/plain; charset=utf-8") -> None:
+                  content_type: str = "text/plain; charset=utf-8", *,
+                  method: str = "GET") -> None:
+    """The whole answer; to a HEAD request, its headers (with the body's length) alone."""
     connection = h11.Connection(h11.SERVER)
     # h11 needs to have seen a request before it will write a response.
-    connection.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    connection.receive_data(f"{method} / HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     connection.next_event()
     headers = [("Content-Type", content_type), ("Content-Length", str(len(body))),
                ("Connection", "close"), *SECURITY_HEADERS]
     await stream.send_all(connection.send(h11.Response(status_code=status, headers=headers)))
-    await stream.send_all(connection.send(h11.Data(data=body)))
+    if method != "HEAD":
+        await stream.send_all(connection.send(h11.Data(data=body)))
     await stream.send_all(connection.send(h11.EndOfMessage()))
 
 

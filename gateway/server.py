@@ -150,27 +150,30 @@ class GatewayServer:
         if head.path == "/healthz":
             healthy = self._hub.connected
             body = json.dumps({"ok": healthy, "connections": len(self._connections)}).encode()
-            await respond(stream, 200 if healthy else 503, body, "application/json")
+            await respond(stream, 200 if healthy else 503, body, "application/json",
+                          method=head.method)
             return
         if head.path == "/dev/token" and self.settings.dev_tokens:
             await self._dev_token(stream, head)
             return
         found = self._static.get(head.path)
         if found is None:
-            await respond(stream, 404, b"not found\n")
+            await respond(stream, 404, b"not found\n", method=head.method)
             return
         body, content_type = found
-        await respond(stream, 200, body, content_type)
+        await respond(stream, 200, body, content_type, method=head.method)
 
     async def _dev_token(self, stream: trio.SocketStream, head: RequestHead) -> None:
         """Local development only (GATEWAY_DEV_TOKENS): the page's stand-in for a backend."""
         project, terminal = head.query.get("project", ""), head.query.get("terminal", "")
         if not (is_valid_id(project) and is_valid_id(terminal)):
-            await respond(stream, 400, b"project and terminal are required\n")
+            await respond(stream, 400, b"project and terminal are required\n",
+                          method=head.method)
             return
         token = mint_token(self.settings.secret, project_id=project, terminal_id=terminal,
                            ttl_s=self.settings.token_ttl_s, now=time.time())
-        await respond(stream, 200, json.dumps({"token": token}).encode(), "application/json")
+        await respond(stream, 200, json.dumps({"token": token}).encode(), "application/json",
+                      method=head.method)
 
     async def _authorize(self, head: RequestHead):
         match = TERMINAL_PATH.fullmatch(head.path)

@@ -64,20 +64,38 @@ async def read_until_closed(ws, limit_s=30):
             return frames, closed.reason.code
 
 
-async def http_get(port, path):
+async def http_request(port, path, method="GET"):
+    """Status, headers (lower-cased names) and body of one request."""
     stream = await trio.open_tcp_stream("127.0.0.1", port)
-    await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await stream.send_all(f"{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     data = b""
     while chunk := await stream.receive_some(65536):
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
+    status_line, *lines = head.decode().split("\r\n")
+    headers = {name.lower(): value.strip()
+               for name, _, value in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+async def http_get(port, path):
+    status, _, body = await http_request(port, path)
+    return status, body
 
 
 @pytest.fixture
 async def gateway(aws, redis_server, redis_client):
     async with running_gateway(gateway_env(aws, redis_server.url)) as server:
         yield server
+
+
+async def test_a_head_request_gets_the_headers_without_the_body(gateway):
+    _, _, page = await http_request(gateway.port, "/")
+    status, headers, body = await http_request(gateway.port, "/", method="HEAD")
+    assert (status, body) == (200, b"")
+    assert int(headers["content-length"]) == len(page) > 0
+    status, headers, body = await http_request(gateway.port, "/nowhere", method="HEAD")
+    assert (status, body) == (404, b"")
 
 
 async def test_healthz_page_and_unknown_paths(gateway):
