@@ -15,6 +15,7 @@ from pathlib import Path
 
 import redis
 from moto.server import ThreadedMotoServer
+from moto.sqs import models as sqs_models
 
 TEST_REGION = "us-east-1"
 TEST_CREDENTIALS = {
@@ -42,6 +43,7 @@ class MotoServer:
     def start(self) -> MotoServer:
         # One access-log line per AWS call would drown what a person or a test reads.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        sqs_deletes_under_the_queue_lock()
         self._server.start()
         return self
 
@@ -109,3 +111,20 @@ class RedisServer:
 
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url)
+
+
+def sqs_deletes_under_the_queue_lock() -> None:
+    """moto's SQS DeleteMessage rebuilds a queue's message list without the lock that
+    SendMessage takes: two deletes at once can bring a deleted message back, and a message
+    sent at that moment can be lost (seen under the 200-command load test). Here deletes
+    take the queue's lock too."""
+    original = sqs_models.Queue.delete_message
+    if getattr(original, "under_queue_lock", False):
+        return
+
+    def delete_message(queue, receipt_handle: str) -> None:
+        with queue._messages_lock:
+            original(queue, receipt_handle)
+
+    delete_message.under_queue_lock = True
+    sqs_models.Queue.delete_message = delete_message
