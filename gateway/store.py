@@ -16,11 +16,8 @@ class GatewayStore:
     def __init__(self, url: str):
         self._redis = RedisClient(url)
 
-    async def _call(self, *args):
-        return await self._redis.call(*args)
-
     async def ping(self) -> None:
-        await self._call("PING")
+        await self._redis.call("PING")
 
     async def aclose(self) -> None:
         await self._redis.aclose()
@@ -32,22 +29,22 @@ class GatewayStore:
         cannot forget a token that our check still accepts.
         """
         remember_s = max(1, math.ceil(expires_at - now)) + CLOCK_SKEW_MARGIN_S
-        return await self._call(
+        return await self._redis.call(
             "SET", keys.used_token(token_id), 1, "NX", "EX", remember_s
         ) is not None
 
     async def wake_scaler(self) -> None:
         """A command was enqueued: a scaler with no live worker should not wait."""
-        await self._call("PUBLISH", keys.SCALER_WAKE_CHANNEL, "command")
+        await self._redis.call("PUBLISH", keys.SCALER_WAKE_CHANNEL, "command")
 
     async def send_input(self, project_id: str, terminal_id: str, message: dict) -> None:
-        await self._call(
+        await self._redis.call(
             "PUBLISH", keys.input_channel(project_id, terminal_id), json.dumps(message)
         )
 
     async def newest_seq(self, project_id: str, terminal_id: str) -> int:
         """The seq of the newest kept event; 0 when the terminal has no history."""
-        newest = await self._call(
+        newest = await self._redis.call(
             "XREVRANGE", keys.history_stream(project_id, terminal_id), "+", "-", "COUNT", 1
         )
         return int(newest[0][0].split(b"-")[0]) if newest else 0
@@ -55,7 +52,7 @@ class GatewayStore:
     async def history_page(self, project_id: str, terminal_id: str, after: int,
                            count: int = HISTORY_PAGE) -> list[tuple[int, str]]:
         """Up to ``count`` kept events with a seq above ``after``, oldest first."""
-        page = await self._call(
+        page = await self._redis.call(
             "XRANGE", keys.history_stream(project_id, terminal_id),
             f"{after + 1}-0", "+", "COUNT", count,
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 import shutil
@@ -10,10 +12,11 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import redis
+import trio
 from moto.server import ThreadedMotoServer
 from moto.sqs import models as sqs_models
 
@@ -128,3 +131,19 @@ def sqs_deletes_under_the_queue_lock() -> None:
 
     delete_message.under_queue_lock = True
     sqs_models.Queue.delete_message = delete_message
+
+
+@contextlib.asynccontextmanager
+async def silent_redis() -> AsyncIterator[str]:
+    """The URL of a server that accepts connections, reads, and never answers: a Redis
+    that is stuck, or a path to it that went dark."""
+
+    async def read_and_say_nothing(stream: trio.SocketStream) -> None:
+        await stream.receive_some(1024)
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            functools.partial(trio.serve_tcp, read_and_say_nothing, 0, host="127.0.0.1"))
+        yield f"redis://127.0.0.1:{listeners[0].socket.getsockname()[1]}/0"
+        nursery.cancel_scope.cancel()

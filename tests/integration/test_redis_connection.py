@@ -22,7 +22,7 @@ from runtime.bus.connection import (
     open_connection,
     tls_context,
 )
-from tests.servers import RedisServer, free_port
+from tests.servers import RedisServer, free_port, silent_redis
 
 
 def connection_ids(redis_client) -> set[str]:
@@ -116,19 +116,12 @@ async def test_an_unreachable_redis_is_connection_lost():
 
 
 async def test_a_silent_server_times_out(autojump_clock):
-    async def accept_and_say_nothing(stream):
-        await stream.receive_some(1024)
-        await trio.sleep_forever()
-
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(trio.serve_tcp, accept_and_say_nothing, 0)
-        port = listeners[0].socket.getsockname()[1]
-        client = RedisClient(f"redis://127.0.0.1:{port}/0", reply_timeout_s=15)
+    async with silent_redis() as url:
+        client = RedisClient(url, reply_timeout_s=15)
         # The outer limit turns a missing timeout into a failure, not a hang (and costs
         # nothing under the autojump clock).
         with trio.fail_after(60), pytest.raises(ConnectionLost, match="no reply within 15 s"):
             await client.call("PING")
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_script_lost_by_redis_is_loaded_again(redis_server, redis_client):

@@ -11,7 +11,7 @@ from runtime.bus.connection import ConnectionLost, RedisError
 from runtime.bus.terminal_bus import TerminalBus
 from runtime.contract import events, keys
 from tests.integration.harness import history
-from tests.servers import RedisServer
+from tests.servers import RedisServer, silent_redis
 
 
 @pytest.fixture
@@ -107,17 +107,10 @@ async def test_input_reaches_a_subscription_until_redis_restarts_and_then_again(
 
 
 async def test_a_subscription_redis_never_confirms_gives_up(autojump_clock):
-    async def accept_and_say_nothing(stream):
-        await stream.receive_some(1024)
-        await trio.sleep_forever()
-
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(trio.serve_tcp, accept_and_say_nothing, 0)
-        port = listeners[0].socket.getsockname()[1]
-        subscription = TerminalBus(f"redis://127.0.0.1:{port}/0").input_subscription("p", "t")
+    async with silent_redis() as url:
+        subscription = TerminalBus(url).input_subscription("p", "t")
         with trio.fail_after(60), pytest.raises(ConnectionLost, match="did not confirm"):
             await subscription.open()
-        nursery.cancel_scope.cancel()
 
 
 async def test_unreachable_redis_raises_bus_unavailable():
