@@ -32,6 +32,7 @@ from bench.common import (
 
 READ_BYTES = 64 * 1024
 TARGET_SHARE_OF_RAW = 0.30
+RAW_RUNS = 3
 
 
 def command(size: int) -> str:
@@ -154,7 +155,11 @@ def main() -> None:
     args = arguments(__doc__.splitlines()[0], lambda parser: parser.add_argument(
         "--mib", type=float, default=200, help="output size in MiB (200)"))
     size = int((1 if args.quick else args.mib) * 1024 * 1024)
-    raw = raw_pty(size)
+    # This machine's PTY read rate swings from run to run; the median of three is the
+    # ceiling the target is measured against.
+    raws = sorted((raw_pty(size) for _ in range(1 if args.quick else RAW_RUNS)),
+                  key=lambda figures: figures["mbPerS"])
+    raw = raws[len(raws) // 2]
     peer = trio.run(terminado, size)
     mine = trio.run(ours, size, args.profile)
     for figures in (raw, peer, mine):
@@ -162,7 +167,8 @@ def main() -> None:
             figures["error"] = f"received {figures['bytes']} of {size} bytes"
     rows = [["", "MB/s", "seconds", "bytes"]]
     for name, figures in (("ours: PTY > worker > Redis > gateway > ws", mine),
-                          ("terminado: PTY > ws", peer), ("raw PTY read in Python", raw)):
+                          ("terminado: PTY > ws", peer),
+                          (f"raw PTY read in Python, median of {len(raws)}", raw)):
         rows.append([name, f"{figures['mbPerS']:.1f}", f"{figures['seconds']:.2f}",
                      f"{figures['bytes']:,}"])
     meets = {
@@ -180,7 +186,8 @@ def main() -> None:
     notes += [f"error: {f['error']}" for f in (mine, peer, raw) if "error" in f]
     report("output throughput", rows, {
         "bench": "throughput", "quick": args.quick, "bytes": size,
-        "ours": mine, "terminado": peer, "raw": raw, "meets": meets,
+        "ours": mine, "terminado": peer, "raw": raw,
+        "rawRunsMbPerS": [figures["mbPerS"] for figures in raws], "meets": meets,
     }, notes)
 
 

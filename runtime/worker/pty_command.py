@@ -78,17 +78,20 @@ class PtyCommand:
             raise SpawnFailed(f"cannot start {argv[0]}: {exc}") from exc
         return cls(process)
 
-    async def read(self) -> bytes:
-        """The next output bytes; ``b""`` once no process holds the terminal any more."""
-        while True:
-            try:
-                return os.read(self._fd, READ_BYTES)
-            except BlockingIOError:
-                await trio.lowlevel.wait_readable(self._fd)
-            except OSError as exc:
-                if exc.errno == errno.EIO:  # Linux's way of saying the slave side closed
-                    return b""
-                raise
+    def read_nowait(self) -> bytes | None:
+        """Output buffered right now; ``None`` when there is none yet, ``b""`` once no
+        process holds the terminal any more."""
+        try:
+            return os.read(self._fd, READ_BYTES)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.EIO:  # Linux's way of saying the slave side closed
+                return b""
+            raise
+
+    async def wait_readable(self) -> None:
+        await trio.lowlevel.wait_readable(self._fd)
 
     def read_available(self, limit: int = 1024 * 1024) -> bytes:
         """Output buffered right now (up to ``limit`` bytes), without waiting."""

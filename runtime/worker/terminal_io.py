@@ -27,15 +27,25 @@ STDIN_BACKLOG = 256
 
 async def pump_output(process: PtyCommand, batcher: OutputBatcher,
                       publisher: OutputPublisher, done: trio.Event) -> None:
-    """Read the PTY until no process holds it, publishing batches as they fall due."""
+    """Read the PTY until no process holds it, publishing batches as they fall due.
+
+    A flood's reads mostly find output waiting, so the loop reads without entering trio
+    and sets a timer (for the batch's deadline) only when it has to wait.
+    """
     while True:
-        with trio.move_on_at(batcher.deadline):
-            data = await process.read()
-            if not data:
-                break
+        data = process.read_nowait()
+        if data is None:
+            with trio.move_on_at(batcher.deadline):
+                await process.wait_readable()
+        elif not data:
+            break
+        else:
             batcher.add(data, trio.current_time())
         if batcher.due(trio.current_time()):
             await _hand_over(publisher, batcher.take())
+            # Let the publisher send while the command writes on: in a flood the PTY
+            # always has output waiting, and the reads above never yield.
+            await trio.lowlevel.checkpoint()
     await _hand_over(publisher, batcher.take())
     done.set()
 
