@@ -32,7 +32,7 @@ from runtime.policy.backoff import backoff_delay, deferral_delay_s
 from runtime.policy.batching import OutputBatcher
 
 from . import files
-from .confinement import CommandUser
+from .confinement import COMMAND_UMASK, CommandUser
 from .heartbeat import ProjectLease, VisibilityHeartbeat
 from .output import OutputPublisher
 from .pty_command import ExitStatus, PtyCommand, SpawnFailed
@@ -87,6 +87,7 @@ class CommandRun:
         self._heartbeat_scope: trio.CancelScope | None = None
         self._work_scope: trio.CancelScope | None = None  # ends when a lease is lost
         self._wait_scope: trio.CancelScope | None = None  # waiting for the process
+        self._user_not_ready: SpawnFailed | None = None
         self._pull_scope: trio.CancelScope | None = None
         self._stop_bounded: dict[trio.CancelScope, float] = {}
         self._interrupted = False
@@ -276,15 +277,23 @@ class CommandRun:
                 "running the command again",
             ))
         workspace = self._context.workspace(cmd.project_id)
+        sync_error = None
         with trio.CancelScope() as self._pull_scope:
             if self._interrupted:
                 self._pull_scope.cancel()
-            try:
-                await workspace.pull()
-            except SyncFailed as exc:
-                publisher.send_event(events.error(cmd.command_id, events.SYNC_FAILED, str(exc)))
-                await self._give_back(publisher, "sync_failed")
-                return
+            async with trio.open_nursery() as nursery:
+                # The command's user is made ready while its files come down: neither
+                # needs the other, and the command waits for both.
+                nursery.start_soon(self._make_user_ready)
+                try:
+                    await workspace.pull()
+                except SyncFailed as exc:
+                    sync_error = exc
+                    nursery.cancel_scope.cancel()
+        if sync_error is not None:
+            publisher.send_event(events.error(cmd.command_id, events.SYNC_FAILED, str(sync_error)))
+            await self._give_back(publisher, "sync_failed")
+            return
         if self._interrupted:
             await self._hand_back(publisher)
             return
@@ -449,6 +458,12 @@ class CommandRun:
                         await trio.sleep(backoff_delay(attempt, base_s=1, cap_s=10))
         return error
 
+    async def _make_user_ready(self) -> None:
+        try:
+            await self.user.make_ready()
+        except SpawnFailed as exc:
+            self._user_not_ready = exc  # told to the terminal where the command would start
+
     async def _run_process(
         self, publisher: OutputPublisher, workspace: Workspace, subscription
     ) -> tuple[ExitStatus, str | None]:
@@ -464,12 +479,14 @@ class CommandRun:
     ) -> tuple[ExitStatus, str | None]:
         cmd = self.command
         try:
-            await self.user.enter(workspace.path)
+            if self._user_not_ready is not None:
+                raise self._user_not_ready
+            await self.user.take_workspace(workspace.path)
             process = await PtyCommand.spawn(
                 cmd.command, cwd=workspace.path,
                 env=self.user.environment(self._settings.command_env),
                 cols=cmd.cols, rows=cmd.rows,
-                setup=self.user.child_setup(self._settings.limits),
+                launcher=self.user.launcher(self._settings.limits), umask=COMMAND_UMASK,
             )
         except SpawnFailed as exc:
             publisher.send_event(events.error(cmd.command_id, events.SPAWN_FAILED, str(exc)))

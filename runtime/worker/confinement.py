@@ -6,22 +6,20 @@ kernel refuses another user ``/proc/<worker>/environ`` (the AWS credentials, the
 credentials endpoint's path), the worker's open files, the manifests and the other
 workspaces. Before a command, its workspace and a fresh home become that user's; its
 process starts with rlimits, umask 077 and no_new_privs, in a new session, with an
-allowlisted environment and no inherited descriptors (ptyprocess closes them). After it,
-every process of that user is killed wherever it went, what it left in the shared
-temporary directories and its home are removed, and the workspace is root's alone again.
+allowlisted environment and no inherited descriptors. After it, every process of that
+user is killed wherever it went, what it left in the shared temporary directories and
+its home are removed, and the workspace is root's alone again.
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import resource
 import shutil
-import signal
 import socket
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,9 +35,13 @@ from .workspace import MANIFESTS_DIR
 
 logger = logging.getLogger(__name__)
 
-PR_SET_NO_NEW_PRIVS = 38  # <linux/prctl.h>
-# Looked up now: the forked child must not load libraries.
-_prctl = ctypes.CDLL(None, use_errno=True).prctl
+PRLIMIT, CHOOM, SETPRIV = "/usr/bin/prlimit", "/usr/bin/choom", "/usr/bin/setpriv"
+PRLIMIT_OPTIONS = {
+    resource.RLIMIT_FSIZE: "fsize", resource.RLIMIT_NOFILE: "nofile",
+    resource.RLIMIT_CORE: "core", resource.RLIMIT_NPROC: "nproc",
+}
+# A command's files are its own: no other user id may read them.
+COMMAND_UMASK = 0o077
 # The ids have no passwd entry; this is the name their commands see in $USER.
 USER_NAME = "cloudide"
 HOMES_DIR = ".homes"
@@ -79,46 +81,43 @@ class CommandUser:
             return dict(base)
         return for_user(base, name=USER_NAME, home=str(self.home))
 
-    def child_setup(self, limits: CommandLimits) -> Callable[[], None]:
-        """What the command's forked process does before it runs the shell."""
-        rlimits = limits.rlimits(own_user=self.uid is not None)
-        uid = self.uid
+    def launcher(self, limits: CommandLimits) -> list[str]:
+        """The util-linux programs that set the command's process up before its shell,
+        each exec'ing the next: rlimits, then the out-of-memory score, then (last, so the
+        steps before still run as root) this user with no supplementary groups, and no
+        way back to privileges."""
+        argv = [PRLIMIT]
+        for which, value in limits.rlimits(own_user=self.uid is not None).items():
+            _, hard = resource.getrlimit(which)  # what the command inherits
+            if hard != resource.RLIM_INFINITY:
+                value = min(value, hard)  # a worker that is not root cannot raise it
+            argv.append(f"--{PRLIMIT_OPTIONS[which]}={value}:{value}")
+        # The kernel's out-of-memory killer then takes the command, not the worker.
+        argv += ["--", CHOOM, "-n", "1000", "--", SETPRIV]
+        if self.uid is not None:
+            argv += [f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups"]
+        # No setuid or file-capability program can give back what was dropped.
+        return [*argv, "--no-new-privs", "--"]
 
-        def setup() -> None:
-            # Python ignores these, and an ignored signal stays ignored across exec: a
-            # command past its file size limit or writing to a closed pipe must stop.
-            for sig in (signal.SIGPIPE, signal.SIGXFSZ):
-                signal.signal(sig, signal.SIG_DFL)
-            for which, value in rlimits.items():
-                _, hard = resource.getrlimit(which)
-                if hard != resource.RLIM_INFINITY:
-                    value = min(value, hard)  # a worker that is not root cannot raise it
-                resource.setrlimit(which, (value, value))
-            # The kernel's out-of-memory killer then takes the command, not the worker.
-            fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
-            os.write(fd, b"1000")
-            os.close(fd)
-            os.umask(0o077)
-            if uid is not None:
-                os.setgroups([])
-                os.setgid(uid)
-                os.setuid(uid)
-            # No setuid or file-capability program can give back what was dropped.
-            if _prctl(PR_SET_NO_NEW_PRIVS, ctypes.c_ulong(1), ctypes.c_ulong(0),
-                      ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:
-                raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
-
-        return setup
-
-    async def enter(self, workspace: Path) -> None:
-        """Before a command: nothing of this user left running, a fresh home, and the
-        workspace this user's (and no one else's but root's)."""
+    async def make_ready(self) -> None:
+        """Before a command, while its files come down: nothing of this user left
+        running, and a fresh home."""
         if self.uid is None:
             return
         # A worker killed during a command leaves that command's processes behind.
         await self._end_processes()
         try:
-            await trio.to_thread.run_sync(self._take_over, workspace)
+            await trio.to_thread.run_sync(self._fresh_home)
+        except OSError as exc:
+            raise SpawnFailed(f"cannot prepare a home for {self}: {exc}") from exc
+
+    async def take_workspace(self, workspace: Path) -> None:
+        """Once its files are down and it is ready: the workspace this user's (and no
+        one else's but root's)."""
+        if self.uid is None:
+            return
+        try:
+            await trio.to_thread.run_sync(files.give_to, str(workspace), self.uid, self.uid)
         except OSError as exc:
             raise SpawnFailed(f"cannot prepare the workspace for {self}: {exc}") from exc
 
@@ -144,11 +143,10 @@ class CommandUser:
         logger.error("%s: %d process(es) could not be ended", self, len(left),
                      extra={"pids": [p.pid for p in left[:20]]})
 
-    def _take_over(self, workspace: Path) -> None:
+    def _fresh_home(self) -> None:
         shutil.rmtree(self.home, ignore_errors=True)
         os.mkdir(self.home, 0o700)
         os.chown(self.home, self.uid, self.uid)
-        files.give_to(str(workspace), self.uid, self.uid)
 
     def _clear_up(self, workspace: Path) -> None:
         sweep.remove_leftovers(self.uid)
