@@ -31,6 +31,14 @@ def redis_server():
     server.stop()
 
 
+@pytest.fixture
+def own_redis():
+    """A redis-server this test alone uses, so stopping it disturbs nobody else."""
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def _temp_root():
     """Where each test's temporary directory goes: not under pytest's own, which pytest

@@ -19,7 +19,6 @@ from tests.faults.conftest import (
 from tests.faults.proxy import Fault
 from tests.integration.harness import has_exit, history, output_text, wait_for_events, wait_until
 from tests.integration.processes import message_text
-from tests.servers import RedisServer
 from tests.terminal_client import (
     assert_no_gap_no_duplicate,
     fresh_id,
@@ -28,14 +27,6 @@ from tests.terminal_client import (
 
 OUTAGE_S = 5
 LINES = 80
-
-
-@pytest.fixture
-def own_redis():
-    """A redis-server this test alone uses, so stopping it disturbs nobody else."""
-    server = RedisServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.mark.parametrize("keeps_data", [True, False], ids=["persistent", "data-lost"])

@@ -277,31 +277,25 @@ async def test_drain_asks_clients_to_reconnect(gateway):
 
 
 async def test_redis_restart_that_loses_the_history_does_not_freeze_the_terminal(
-    aws, tmp_path
+    aws, own_redis
 ):
-    from tests.servers import RedisServer
-
-    redis_server = RedisServer().start()
-    try:
-        async with (
-            running_gateway(gateway_env(aws, redis_server.url)) as server,
-            open_websocket_url(url(server), extra_headers=ORIGIN) as ws,
-        ):
-            await ws.send_message('{"type": "resume", "after": 0}')
-            await publish(redis_server, "p1", "t1", [events.output("c", f"old {n}")
-                                                     for n in range(5)])
-            old = [await receive_json(ws) for _ in range(5)]
-            assert [f["seq"] for f in old] == [1, 2, 3, 4, 5]
-            # A restart without persistence: the seq counter starts again at 1.
-            redis_server.stop()
-            redis_server.start()
-            with trio.fail_after(30):
-                while not server.hub_connected:
-                    await trio.sleep(0.1)
-            await publish(redis_server, "p1", "t1", [events.output("c", "new")])
-            frames = await receive_until(ws, lambda f: f.get("data") == "new")
-    finally:
-        redis_server.stop()
+    async with (
+        running_gateway(gateway_env(aws, own_redis.url)) as server,
+        open_websocket_url(url(server), extra_headers=ORIGIN) as ws,
+    ):
+        await ws.send_message('{"type": "resume", "after": 0}')
+        await publish(own_redis, "p1", "t1", [events.output("c", f"old {n}")
+                                                 for n in range(5)])
+        old = [await receive_json(ws) for _ in range(5)]
+        assert [f["seq"] for f in old] == [1, 2, 3, 4, 5]
+        # A restart without persistence: the seq counter starts again at 1.
+        own_redis.stop()
+        own_redis.start()
+        with trio.fail_after(30):
+            while not server.hub_connected:
+                await trio.sleep(0.1)
+        await publish(own_redis, "p1", "t1", [events.output("c", "new")])
+        frames = await receive_until(ws, lambda f: f.get("data") == "new")
     assert frames[0]["code"] == "history_reset"
     assert frames[-1]["seq"] == 1
 

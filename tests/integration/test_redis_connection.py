@@ -81,33 +81,25 @@ async def test_a_call_cancelled_mid_reply_closes_its_connection(redis_server, re
     await client.aclose()
 
 
-async def test_an_idle_connection_closed_by_a_restart_is_not_used():
-    server = RedisServer().start()
-    try:
-        client = RedisClient(server.url)
-        await client.call("SET", "k", "v")
-        server.stop()
-        server.start()
-        # The pooled connection is dead; the call notices before sending and reconnects.
-        assert await client.call("PING") == b"PONG"
-        await client.aclose()
-    finally:
-        server.stop()
+async def test_an_idle_connection_closed_by_a_restart_is_not_used(own_redis):
+    client = RedisClient(own_redis.url)
+    await client.call("SET", "k", "v")
+    own_redis.stop()
+    own_redis.start()
+    # The pooled connection is dead; the call notices before sending and reconnects.
+    assert await client.call("PING") == b"PONG"
+    await client.aclose()
 
 
-async def test_redis_down_is_connection_lost_and_up_again_works():
-    server = RedisServer().start()
-    try:
-        client = RedisClient(server.url)
+async def test_redis_down_is_connection_lost_and_up_again_works(own_redis):
+    client = RedisClient(own_redis.url)
+    await client.call("PING")
+    own_redis.stop()
+    with pytest.raises(ConnectionLost):
         await client.call("PING")
-        server.stop()
-        with pytest.raises(ConnectionLost):
-            await client.call("PING")
-        server.start()
-        assert await client.call("PING") == b"PONG"
-        await client.aclose()
-    finally:
-        server.stop()
+    own_redis.start()
+    assert await client.call("PING") == b"PONG"
+    await client.aclose()
 
 
 async def test_an_unreachable_redis_is_connection_lost():

@@ -11,7 +11,7 @@ from runtime.bus.connection import ConnectionLost, RedisError
 from runtime.bus.terminal_bus import TerminalBus
 from runtime.contract import events, keys
 from tests.integration.harness import history
-from tests.servers import RedisServer, silent_redis
+from tests.servers import silent_redis
 
 
 @pytest.fixture
@@ -82,28 +82,24 @@ async def test_the_exit_is_published_once_when_redis_has_lost_the_script(bus, re
     assert (await bus.begin_attempt("p", "c1")).exited
 
 
-async def test_input_reaches_a_subscription_until_redis_restarts_and_then_again():
-    server = RedisServer().start()
-    try:
-        bus = TerminalBus(server.url)
-        subscription = bus.input_subscription("p", "t")
-        await subscription.open()
-        publisher = server.client()
-        publisher.publish(keys.input_channel("p", "t"), b'{"type":"stdin","data":"a"}')
-        with trio.fail_after(10):
-            assert await subscription.next_message() == b'{"type":"stdin","data":"a"}'
-        server.stop()
-        with pytest.raises(RedisError):
-            await subscription.next_message()
-        assert not subscription.opened
-        server.start()
-        await subscription.open()
-        server.client().publish(keys.input_channel("p", "t"), b"again")
-        with trio.fail_after(10):
-            assert await subscription.next_message() == b"again"
-        await subscription.close()
-    finally:
-        server.stop()
+async def test_input_reaches_a_subscription_until_redis_restarts_and_then_again(own_redis):
+    bus = TerminalBus(own_redis.url)
+    subscription = bus.input_subscription("p", "t")
+    await subscription.open()
+    publisher = own_redis.client()
+    publisher.publish(keys.input_channel("p", "t"), b'{"type":"stdin","data":"a"}')
+    with trio.fail_after(10):
+        assert await subscription.next_message() == b'{"type":"stdin","data":"a"}'
+    own_redis.stop()
+    with pytest.raises(RedisError):
+        await subscription.next_message()
+    assert not subscription.opened
+    own_redis.start()
+    await subscription.open()
+    own_redis.client().publish(keys.input_channel("p", "t"), b"again")
+    with trio.fail_after(10):
+        assert await subscription.next_message() == b"again"
+    await subscription.close()
 
 
 async def test_a_subscription_redis_never_confirms_gives_up(autojump_clock):
