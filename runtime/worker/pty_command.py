@@ -121,13 +121,7 @@ class PtyCommand:
     def read_available(self, limit: int = 1024 * 1024) -> bytes:
         """Output buffered right now (up to ``limit`` bytes), without waiting."""
         chunks, total = [], 0
-        while total < limit:
-            try:
-                chunk = os.read(self._fd, READ_BYTES)
-            except (BlockingIOError, OSError):
-                break
-            if not chunk:
-                break
+        while total < limit and (chunk := self.read_nowait()):
             chunks.append(chunk)
             total += len(chunk)
         return b"".join(chunks)
