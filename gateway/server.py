@@ -85,6 +85,13 @@ class GatewayServer:
         await self._queue.check()
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await self._serve(task_status)
+        finally:
+            with trio.CancelScope(shield=True):  # closing sockets does not wait
+                await self._store.aclose()
+
+    async def _serve(self, task_status) -> None:
         async with trio.open_nursery() as root:
             await root.start(self._hub.run)
             listeners = await trio.open_tcp_listeners(self.settings.port,

@@ -106,6 +106,8 @@ class Worker:
                 nursery.cancel_scope.cancel()  # only the grace timer can be left
         finally:
             self._users.close()
+            with trio.CancelScope(shield=True):  # closing sockets does not wait
+                await self._bus.aclose()
         logger.info("%s: stopped after %d messages", self, self.handled,
                     extra={"workerId": self.settings.worker_id})
 

@@ -59,6 +59,12 @@ async def running_worker(env: dict):
     # leaving the nursery waits for the worker's graceful stop
 
 
+def connections_besides(client) -> list[dict]:
+    """Redis's other clients: all but ``client``'s own connection."""
+    me = client.client_id()
+    return [c for c in client.client_list() if int(c["id"]) != me]
+
+
 async def wait_until(condition, limit_s: float = WAIT_LIMIT_S, interval_s: float = 0.1):
     with trio.fail_after(limit_s):
         while not await trio.to_thread.run_sync(condition):

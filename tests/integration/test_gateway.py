@@ -16,9 +16,11 @@ from runtime.contract import events, keys
 from tests.integration.harness import (
     GATEWAY_ORIGIN,
     GATEWAY_SECRET,
+    connections_besides,
     gateway_env,
     running_gateway,
     running_worker,
+    wait_until,
 )
 
 ORIGIN = [(b"Origin", GATEWAY_ORIGIN.encode())]
@@ -299,6 +301,22 @@ async def test_redis_restart_that_loses_the_history_does_not_freeze_the_terminal
     assert frames[0]["code"] == "history_reset"
     assert frames[-1]["seq"] == 1
 
+
+async def test_a_stopped_gateway_leaves_no_redis_connection_open(aws, own_redis):
+    client = own_redis.client()
+    keystrokes = client.pubsub(ignore_subscribe_messages=True)
+    keystrokes.subscribe(keys.input_channel("p1", "t1"))
+    async with (
+        running_gateway(gateway_env(aws, own_redis.url)) as server,
+        open_websocket_url(url(server), extra_headers=ORIGIN) as ws,
+    ):
+        await ws.send_message('{"type": "stdin", "data": "x"}')
+        with trio.fail_after(30):  # the gateway's calls are done: its connection is idle
+            while keystrokes.get_message() is None:
+                await trio.sleep(0.05)
+    keystrokes.close()
+    # Redis notices a closed connection at its next turn, not at once.
+    await wait_until(lambda: connections_besides(client) == [], limit_s=10)
 
 async def test_a_client_vanishing_mid_handshake_leaves_the_gateway_serving(gateway):
     for _ in range(5):

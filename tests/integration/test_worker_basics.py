@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.integration.harness import (
+    connections_besides,
     has_exit,
     output_text,
     running_worker,
@@ -115,3 +116,13 @@ async def test_file_names_s3_cannot_hold_are_skipped_and_the_project_keeps_worki
     assert output_text(second, "c2").strip() == "ok"
     assert aws.files("names") == {"good.txt": b"ok\n"}
     assert aws.queue_counts() == (0, 0)
+
+
+async def test_a_stopped_worker_leaves_no_redis_connection_open(aws, own_redis, tmp_path):
+    client = own_redis.client()
+    aws.send({"projectId": "p1", "terminalId": "t1", "command": "echo hi", "commandId": "c1"})
+    async with running_worker(aws.worker_env(own_redis.url, tmp_path)):
+        await wait_for_events(client, "p1", "t1", has_exit("c1"))
+        assert connections_besides(client)
+    # Redis notices a closed connection at its next turn, not at once.
+    await wait_until(lambda: connections_besides(client) == [], limit_s=10)
