@@ -13,6 +13,7 @@ from pathlib import Path
 import boto3
 import pytest
 import trio
+import trio.testing
 from botocore.exceptions import ReadTimeoutError
 
 from runtime.contract.keys import SCALER_WAKE_CHANNEL
@@ -278,14 +279,25 @@ async def test_capacity_failures_and_a_lost_answer_never_pass_max_nor_launch_twi
     assert any("ReadTimeout" in line or "timeout" in line.lower() for line in paused)
 
 
+@pytest.fixture
+def patient_autojump_clock():
+    """Virtual time that jumps only once every task has been blocked for 0.2 s of real
+    time. Moto answers the calls made from threads in real time; a jump while one is on
+    its way would move a simulated worker past its idle exit, or the scaler between
+    reading the queue and listing its tasks, in no time at all."""
+    return trio.testing.MockClock(autojump_threshold=0.2)
+
+
 async def test_50_commands_on_tasks_slow_to_start_launch_no_more_than_50(
-    aws, world, autojump_clock
+    aws, world, patient_autojump_clock
 ):
     """1 command per task, tasks that take 120 s to start, a check every 30 s, for 10
     minutes: the scaler launches no task for commands that starting tasks will take."""
     fill_queue(aws, 50)
     scaler = build(ScalerSettings.from_env(scaler_env(aws, world, ECS_MAX_TASKS=200)))
     start_delay_s, command_s, idle_exit_s = 120, 60, 60
+    # Each virtual instant at which the simulation waits costs the clock's threshold.
+    idle_poll_s = 5
 
     async def simulated_worker(task_arn: str) -> None:
         await trio.sleep(start_delay_s)
@@ -298,7 +310,7 @@ async def test_50_commands_on_tasks_slow_to_start_launch_no_more_than_50(
                 await trio.to_thread.run_sync(lambda m=message: aws.sqs.delete_message(
                     QueueUrl=aws.queue_url, ReceiptHandle=m["ReceiptHandle"]))
                 idle_since = trio.current_time()
-            await trio.sleep(1)
+            await trio.sleep(idle_poll_s)
         await trio.to_thread.run_sync(lambda: world.ecs.stop_task(
             cluster=world.cluster, task=task_arn, reason="idle"))
 
