@@ -7,7 +7,9 @@ than the machine.
 
 from __future__ import annotations
 
+import os
 import secrets
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -176,3 +178,21 @@ async def test_what_a_command_leaves_outside_its_workspace_is_gone_after_it(
                 path.rmdir()
             else:
                 path.unlink(missing_ok=True)
+
+
+@needs_root
+def test_the_sweep_finds_every_process_of_a_user_and_tells_zombies():
+    uid = 60999  # outside the command ids any worker claims
+    running = subprocess.Popen(["sleep", "30"], user=uid, group=uid, extra_groups=[])
+    exited = subprocess.Popen(["true"], user=uid, group=uid, extra_groups=[])
+    try:
+        os.waitid(os.P_PID, exited.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped
+        assert sorted(sweep.processes_of(uid), key=lambda p: p.pid) == sorted([
+            sweep.UserProcess(running.pid, os.getpid(), zombie=False),
+            sweep.UserProcess(exited.pid, os.getpid(), zombie=True),
+        ], key=lambda p: p.pid)
+    finally:
+        running.kill()
+        running.wait()
+        exited.wait()
+    assert sweep.processes_of(uid) == []
