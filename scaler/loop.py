@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import trio
 
@@ -83,6 +83,15 @@ class Scaler:
         observation = Observation(visible=visible, in_flight=in_flight,
                                   live_floor=live_counts[FLOOR], live_burst=live_counts[BURST])
         decision = decide(observation, self.settings.limits)
+        if decision.launch and observation.live:
+            # SQS counts waiting and in-flight messages apart, so one that live workers
+            # receive while it counts can be counted in both. A launch beside live tasks
+            # is decided on the lower of two readings.
+            again = await self._queue.depth()
+            if sum(again) < visible + in_flight:
+                visible, in_flight = again
+                observation = replace(observation, visible=visible, in_flight=in_flight)
+                decision = decide(observation, self.settings.limits)
 
         launched, failures, held_back = 0, 0, None
         if decision.launch and self.breaker.is_open(now):
