@@ -27,8 +27,8 @@ import redis
 import trio
 
 from bench.common import MB, arguments, percentile, report
-from runtime.bus.terminal_bus import PUBLISH_EVENTS, TerminalBus
-from runtime.contract import events, keys
+from runtime.bus.terminal_bus import PUBLISH_EVENTS, TerminalBus, publish_events_arguments
+from runtime.contract import events
 from tests.servers import RedisServer
 
 EVENT_CHARS = 32 * 1024
@@ -39,11 +39,6 @@ PIPELINE_DEPTH = 4
 def cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def script_keys_and_args(batch: list[str]) -> tuple[list[str], list]:
-    return ([keys.sequence_counter("bench", "t"), keys.history_stream("bench", "t")],
-            [keys.output_channel("bench", "t"), 2000, 86400, 0, *batch])
 
 
 class Threaded:
@@ -58,12 +53,12 @@ class Threaded:
     def _publish_all(self, batches: list[list[str]]) -> None:
         if self._depth == 1:
             for batch in batches:
-                keys_, args = script_keys_and_args(batch)
+                keys_, args = publish_events_arguments("bench", "t", batch, 0)
                 self._script(keys=keys_, args=args)
             return
         pipe = self._client.pipeline(transaction=False)
         for batch in batches:
-            keys_, args = script_keys_and_args(batch)
+            keys_, args = publish_events_arguments("bench", "t", batch, 0)
             self._script(keys=keys_, args=args, client=pipe)
         pipe.execute()
 

@@ -61,6 +61,19 @@ redis.call('EXPIRE', KEYS[2], ARGV[3])
 return seq
 """)
 
+
+
+def publish_events_arguments(project_id: str, terminal_id: str, events: list[str],
+                             after: int) -> tuple[list[str], list]:
+    """PUBLISH_EVENTS's keys and arguments for one terminal's events."""
+    return (
+        [keys.sequence_counter(project_id, terminal_id),
+         keys.history_stream(project_id, terminal_id)],
+        [keys.output_channel(project_id, terminal_id), HISTORY_MAX_EVENTS, HISTORY_TTL_S,
+         after, *events],
+    )
+
+
 _RENEW_IF_OWNER = Script("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -106,16 +119,6 @@ class TerminalBus:
     async def aclose(self) -> None:
         await self._redis.aclose()
 
-    @staticmethod
-    def _publish_args(project_id: str, terminal_id: str, events: list[str],
-                      after: int) -> tuple[list[str], list]:
-        return (
-            [keys.sequence_counter(project_id, terminal_id),
-             keys.history_stream(project_id, terminal_id)],
-            [keys.output_channel(project_id, terminal_id), HISTORY_MAX_EVENTS, HISTORY_TTL_S,
-             after, *events],
-        )
-
     async def publish(self, project_id: str, terminal_id: str, events: list[str], *,
                       after: int = 0) -> int:
         """Publish encoded events (JSON objects without ``seq``); return the last seq.
@@ -123,7 +126,7 @@ class TerminalBus:
         ``after``: the last seq this publisher got; numbering never restarts below it.
         """
         return await self._redis.run_script(
-            PUBLISH_EVENTS, *self._publish_args(project_id, terminal_id, events, after)
+            PUBLISH_EVENTS, *publish_events_arguments(project_id, terminal_id, events, after)
         )
 
     async def begin_attempt(self, project_id: str, command_id: str) -> CommandRecord:
@@ -155,7 +158,7 @@ class TerminalBus:
         loaded, *_, outcome = await self._redis.pipeline(
             PUBLISH_EVENTS.load(),
             ("MULTI",),
-            PUBLISH_EVENTS.run(*self._publish_args(project_id, terminal_id, events, after)),
+            PUBLISH_EVENTS.run(*publish_events_arguments(project_id, terminal_id, events, after)),
             ("HSET", record, "exited", 1),
             ("EXPIRE", record, COMMAND_RECORD_TTL_S),
             ("EXEC",),
