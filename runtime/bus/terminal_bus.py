@@ -188,6 +188,11 @@ class TerminalBus:
             _ACQUIRE, [keys.project_lease(project_id)], [token, int(ttl_s * 1000)]
         ))
 
+    async def project_holder(self, project_id: str) -> str | None:
+        """The token of whoever holds the project's lease, if anyone does."""
+        holder = await self._redis.call("GET", keys.project_lease(project_id))
+        return None if holder is None else holder.decode()
+
     async def renew_project(self, project_id: str, token: str, ttl_s: float) -> bool:
         return bool(await self._redis.run_script(
             _RENEW_IF_OWNER, [keys.project_lease(project_id)], [token, int(ttl_s * 1000)]

@@ -16,7 +16,6 @@ import contextlib
 import functools
 import logging
 import math
-import secrets
 from dataclasses import dataclass
 
 import trio
@@ -197,15 +196,19 @@ class CommandRun:
             # The queue delivers a message group (the project) one message at a time.
             await self._run(nursery)
             return
-        lease = ProjectLease(
-            self._bus, self.command.project_id,
-            f"{self._settings.worker_id}:{secrets.token_hex(8)}", self._settings.lease,
+        lease = ProjectLease.for_command(
+            self._bus, self.command.project_id, self.command.command_id,
+            self._settings.worker_id, self._settings.lease,
         )
         acquired = await self._patiently(lease.acquire)
         if acquired is None:
             return
         if not acquired:
-            await self._defer()
+            running = await self._patiently(lease.runs_elsewhere)
+            if running:
+                self._leave_to_holder()
+            elif running is not None:
+                await self._defer()
             return
         try:
             async with trio.open_nursery() as holding:
@@ -375,6 +378,14 @@ class CommandRun:
             except QueueError as exc:
                 # Its exit is recorded, so a redelivery is recognised and not run again.
                 self._log(logging.WARNING, "delete failed", error=str(exc))
+
+    def _leave_to_holder(self) -> None:
+        """A second delivery of a command another worker runs (SQS delivers at least
+        once): that worker keeps the message hidden and deletes it. Deferring would
+        delete it from under that worker, whose lease would then be lost."""
+        self._stop_heartbeat()
+        self.outcome = "duplicate"
+        self._log(logging.INFO, "running on another worker; this delivery is left to it")
 
     async def _defer(self) -> None:
         """The project is busy elsewhere: come back later, without burning a receive."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable
 
 import trio
@@ -86,6 +87,9 @@ class ProjectLease:
     If the lock lapses (Redis was away longer than the lease) it is taken again; if
     another worker took it meanwhile, ``on_lost`` is called, since two commands of one
     project must never run together.
+
+    The holder's token starts with the command it runs, so that a second delivery of
+    that command's message can be told apart from another command of the project.
     """
 
     def __init__(self, bus: TerminalBus, project_id: str, token: str, policy: LeasePolicy):
@@ -94,8 +98,22 @@ class ProjectLease:
         self._token = token
         self._policy = policy
 
+    @classmethod
+    def for_command(cls, bus: TerminalBus, project_id: str, command_id: str, holder: str,
+                    policy: LeasePolicy) -> ProjectLease:
+        # A command id holds no colon (see contract.messages), so it ends at the first.
+        token = f"{command_id}:{holder}:{secrets.token_hex(8)}"
+        return cls(bus, project_id, token, policy)
+
     async def acquire(self) -> bool:
         return await self._bus.acquire_project(self.project_id, self._token, self._policy.lease_s)
+
+    async def runs_elsewhere(self) -> bool:
+        """Whether another holder of the project runs this very command."""
+        holder = await self._bus.project_holder(self.project_id)
+        command_id = self._token.split(":", 1)[0]
+        return (holder is not None and holder != self._token
+                and holder.split(":", 1)[0] == command_id)
 
     async def keep(self, on_lost: Callable[[str], None]) -> None:
         while True:

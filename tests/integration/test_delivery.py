@@ -151,6 +151,35 @@ async def test_redelivered_command_that_already_exited_is_not_run_again(
     assert aws.files("dup")["runs.log"] == b"run\n"
 
 
+async def test_a_second_delivery_of_a_running_command_is_left_to_its_worker(
+    aws, redis_server, redis_client, tmp_path
+):
+    aws.send({"projectId": "twice", "terminalId": "t", "commandId": "c1",
+              "command": "echo run >> runs.log; echo ready; read -r _"})
+    # A receipt of the message's own, with which it is made visible again while its
+    # worker runs it: a second delivery, as SQS may make (it delivers at least once).
+    early = aws.sqs.receive_message(QueueUrl=aws.queue_url, VisibilityTimeout=0)
+    receipt = early["Messages"][0]["ReceiptHandle"]
+    # A lease long enough that the running command's heartbeat does not hide the
+    # message again before the worker receives it a second time.
+    env = aws.worker_env(redis_server.url, tmp_path, LEASE_SECONDS=30, WORKER_CONCURRENCY=2)
+    async with running_worker(env) as worker:
+        await wait_for_events(redis_client, "twice", "t", lambda ev: "ready" in output_text(ev))
+        aws.sqs.change_message_visibility(QueueUrl=aws.queue_url, ReceiptHandle=receipt,
+                                          VisibilityTimeout=0)
+        await wait_until(lambda: worker.handled == 1)
+        await trio.to_thread.run_sync(
+            redis_client.publish, keys.input_channel("twice", "t"),
+            json.dumps({"type": "stdin", "data": "\r"}),
+        )
+        events = await wait_for_events(redis_client, "twice", "t", has_exit())
+        await wait_until(lambda: aws.queue_counts() == (0, 0))
+    assert [(e["type"], e.get("code")) for e in events if e["type"] != "output"] == [
+        ("started", None), ("exit", None)]
+    assert events[-1]["exitCode"] == 0
+    assert aws.files("twice")["runs.log"] == b"run\n"
+
+
 async def test_changes_are_uploaded_while_the_command_runs(
     aws, redis_server, redis_client, tmp_path
 ):

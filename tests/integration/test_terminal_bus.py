@@ -64,11 +64,12 @@ async def test_released_flag_is_seen_once_by_the_next_attempt(bus):
 
 
 async def test_project_lease_belongs_to_its_holder(bus, redis_client):
+    assert await bus.project_holder("p") is None
     assert await bus.acquire_project("p", "me", 30)
     assert not await bus.acquire_project("p", "other", 30)
     assert not await bus.renew_project("p", "other", 30)
     await bus.release_project("p", "other")
-    assert redis_client.get(keys.project_lease("p")) == b"me"
+    assert await bus.project_holder("p") == "me"
     assert await bus.renew_project("p", "me", 30)
     await bus.release_project("p", "me")
     assert await bus.acquire_project("p", "other", 30)
