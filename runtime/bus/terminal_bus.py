@@ -188,10 +188,15 @@ class TerminalBus:
             _ACQUIRE, [keys.project_lease(project_id)], [token, int(ttl_s * 1000)]
         ))
 
-    async def project_holder(self, project_id: str) -> str | None:
-        """The token of whoever holds the project's lease, if anyone does."""
-        holder = await self._redis.call("GET", keys.project_lease(project_id))
-        return None if holder is None else holder.decode()
+    async def project_holder(self, project_id: str) -> tuple[str, float] | None:
+        """Who holds the project's lease (their token), and for how many more seconds,
+        if anyone does."""
+        key = keys.project_lease(project_id)
+        holder, left_ms = (check(reply) for reply in
+                           await self._redis.pipeline(("GET", key), ("PTTL", key)))
+        if holder is None or left_ms < 0:
+            return None
+        return holder.decode(), left_ms / 1000
 
     async def renew_project(self, project_id: str, token: str, ttl_s: float) -> bool:
         return bool(await self._redis.run_script(

@@ -204,10 +204,10 @@ class CommandRun:
         if acquired is None:
             return
         if not acquired:
-            running = await self._patiently(lease.runs_elsewhere)
-            if running:
-                self._leave_to_holder()
-            elif running is not None:
+            held_s = await self._patiently(lease.held_for_this_command)
+            if held_s:
+                await self._leave_to_holder(held_s)
+            elif held_s is not None:
                 await self._defer()
             return
         try:
@@ -379,13 +379,18 @@ class CommandRun:
                 # Its exit is recorded, so a redelivery is recognised and not run again.
                 self._log(logging.WARNING, "delete failed", error=str(exc))
 
-    def _leave_to_holder(self) -> None:
+    async def _leave_to_holder(self, held_s: float) -> None:
         """A second delivery of a command another worker runs (SQS delivers at least
         once): that worker keeps the message hidden and deletes it. Deferring would
-        delete it from under that worker, whose lease would then be lost."""
-        self._stop_heartbeat()
+        delete it from under that worker, whose lease would then be lost.
+
+        The message stays hidden as long as that worker's hold on the project: a live
+        worker extends both, and a dead one's message is back once the project is free.
+        """
+        self._log(logging.INFO, "running on another worker; this delivery is left to it",
+                  heldS=round(held_s, 1))
+        await self._release(after_s=math.ceil(held_s))
         self.outcome = "duplicate"
-        self._log(logging.INFO, "running on another worker; this delivery is left to it")
 
     async def _defer(self) -> None:
         """The project is busy elsewhere: come back later, without burning a receive."""

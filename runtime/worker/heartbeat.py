@@ -108,12 +108,16 @@ class ProjectLease:
     async def acquire(self) -> bool:
         return await self._bus.acquire_project(self.project_id, self._token, self._policy.lease_s)
 
-    async def runs_elsewhere(self) -> bool:
-        """Whether another holder of the project runs this very command."""
+    async def held_for_this_command(self) -> float:
+        """Seconds left on the lease of another holder running this very command; 0
+        when none does."""
         holder = await self._bus.project_holder(self.project_id)
-        command_id = self._token.split(":", 1)[0]
-        return (holder is not None and holder != self._token
-                and holder.split(":", 1)[0] == command_id)
+        if holder is None:
+            return 0
+        token, left_s = holder
+        if token == self._token or token.split(":", 1)[0] != self._token.split(":", 1)[0]:
+            return 0
+        return left_s
 
     async def keep(self, on_lost: Callable[[str], None]) -> None:
         while True:

@@ -180,6 +180,22 @@ async def test_a_second_delivery_of_a_running_command_is_left_to_its_worker(
     assert aws.files("twice")["runs.log"] == b"run\n"
 
 
+async def test_a_delivery_left_to_a_dead_workers_hold_runs_once_the_hold_ends(
+    aws, redis_server, redis_client, tmp_path
+):
+    # The project held for this command by a worker that died: its hold ends in 2 s.
+    redis_client.set(keys.project_lease("orphan"), "c1:dead-worker:0", px=2000)
+    aws.send({"projectId": "orphan", "terminalId": "t", "commandId": "c1",
+              "command": "echo ran"})
+    # A lease far longer than the wait: the message must come back with the hold's end.
+    env = aws.worker_env(redis_server.url, tmp_path, LEASE_SECONDS=300)
+    async with running_worker(env) as worker:
+        events = await wait_for_events(redis_client, "orphan", "t", has_exit())
+    assert worker.handled == 2
+    assert [e["type"] for e in events if e["type"] != "output"] == ["started", "exit"]
+    assert output_text(events).strip() == "ran"
+
+
 async def test_changes_are_uploaded_while_the_command_runs(
     aws, redis_server, redis_client, tmp_path
 ):

@@ -69,7 +69,9 @@ async def test_project_lease_belongs_to_its_holder(bus, redis_client):
     assert not await bus.acquire_project("p", "other", 30)
     assert not await bus.renew_project("p", "other", 30)
     await bus.release_project("p", "other")
-    assert await bus.project_holder("p") == "me"
+    token, left_s = await bus.project_holder("p")
+    assert token == "me"
+    assert 0 < left_s <= 30
     assert await bus.renew_project("p", "me", 30)
     await bus.release_project("p", "me")
     assert await bus.acquire_project("p", "other", 30)
