@@ -192,8 +192,10 @@ class TerminalBus:
         """Who holds the project's lease (their token), and for how many more seconds,
         if anyone does."""
         key = keys.project_lease(project_id)
-        holder, left_ms = (check(reply) for reply in
-                           await self._redis.pipeline(("GET", key), ("PTTL", key)))
+        *_, outcome = await self._redis.pipeline(
+            ("MULTI",), ("GET", key), ("PTTL", key), ("EXEC",)
+        )
+        holder, left_ms = self._transaction(outcome)
         if holder is None or left_ms < 0:
             return None
         return holder.decode(), left_ms / 1000

@@ -160,7 +160,8 @@ class CommandRun:
         finally:
             duration_s = round(trio.current_time() - started, 3)
             # Handing back or deferring is routine; anything else needs a look.
-            routine = self.outcome in ("finished", "duplicate", "deferred", "released")
+            routine = self.outcome in ("finished", "duplicate", "left_to_holder", "deferred",
+                                        "released")
             figures = {"commandsRun": (int(self.outcome == "finished"), "Count"),
                        "commandsFailed": (int(not routine), "Count")}
             # Only a command that ran to its end has a duration worth charting.
@@ -196,18 +197,18 @@ class CommandRun:
             # The queue delivers a message group (the project) one message at a time.
             await self._run(nursery)
             return
-        lease = ProjectLease.for_command(
+        lease = ProjectLease.for_delivery(
             self._bus, self.command.project_id, self.command.command_id,
-            self._settings.worker_id, self._settings.lease,
+            self.message.message_id, self._settings.worker_id, self._settings.lease,
         )
         acquired = await self._patiently(lease.acquire)
         if acquired is None:
             return
         if not acquired:
-            held_s = await self._patiently(lease.held_for_this_command)
-            if held_s:
-                await self._leave_to_holder(held_s)
-            elif held_s is not None:
+            holder = await self._patiently(lease.holder)
+            if holder is not None and holder.runs_this_message:
+                await self._leave_to_holder(holder.left_s)
+            elif holder is not None:
                 await self._defer()
             return
         try:
@@ -380,17 +381,15 @@ class CommandRun:
                 self._log(logging.WARNING, "delete failed", error=str(exc))
 
     async def _leave_to_holder(self, held_s: float) -> None:
-        """A second delivery of a command another worker runs (SQS delivers at least
-        once): that worker keeps the message hidden and deletes it. Deferring would
-        delete it from under that worker, whose lease would then be lost.
-
-        The message stays hidden as long as that worker's hold on the project: a live
-        worker extends both, and a dead one's message is back once the project is free.
-        """
+        """A second delivery of a message another worker runs (SQS delivers at least
+        once): deferring would delete the message from under that worker, whose lease
+        would then be lost. It is hidden as long as that worker holds the project: a
+        live one extends both (where SQS still honours its receipt) and deletes it; a
+        dead one's message is back once the project is free."""
         self._log(logging.INFO, "running on another worker; this delivery is left to it",
                   heldS=round(held_s, 1))
-        await self._release(after_s=math.ceil(held_s))
-        self.outcome = "duplicate"
+        await self._release(after_s=max(1, math.ceil(held_s)))
+        self.outcome = "left_to_holder"
 
     async def _defer(self) -> None:
         """The project is busy elsewhere: come back later, without burning a receive."""

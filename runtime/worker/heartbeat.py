@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import trio
 
@@ -80,6 +81,12 @@ class VisibilityHeartbeat:
         on_lost(reason)
 
 
+@dataclass(frozen=True)
+class ProjectHolder:
+    runs_this_message: bool  # another delivery of the same message holds the project
+    left_s: float  # until the holder's lease runs out, unless renewed
+
+
 class ProjectLease:
     """A per-project lock in Redis, for queues that cannot order a project's commands.
 
@@ -88,8 +95,9 @@ class ProjectLease:
     another worker took it meanwhile, ``on_lost`` is called, since two commands of one
     project must never run together.
 
-    The holder's token starts with the command it runs, so that a second delivery of
-    that command's message can be told apart from another command of the project.
+    The holder's token starts with the command it runs and the message it came in, so
+    that a second delivery of that message can be told apart from anything else that
+    waits for the project.
     """
 
     def __init__(self, bus: TerminalBus, project_id: str, token: str, policy: LeasePolicy):
@@ -99,25 +107,27 @@ class ProjectLease:
         self._policy = policy
 
     @classmethod
-    def for_command(cls, bus: TerminalBus, project_id: str, command_id: str, holder: str,
-                    policy: LeasePolicy) -> ProjectLease:
-        # A command id holds no colon (see contract.messages), so it ends at the first.
-        token = f"{command_id}:{holder}:{secrets.token_hex(8)}"
+    def for_delivery(cls, bus: TerminalBus, project_id: str, command_id: str,
+                     message_id: str, holder: str, policy: LeasePolicy) -> ProjectLease:
+        # Neither a command id (see contract.messages) nor an SQS message id holds a
+        # colon, so the two end at the first two.
+        token = f"{command_id}:{message_id}:{holder}:{secrets.token_hex(8)}"
         return cls(bus, project_id, token, policy)
 
     async def acquire(self) -> bool:
         return await self._bus.acquire_project(self.project_id, self._token, self._policy.lease_s)
 
-    async def held_for_this_command(self) -> float:
-        """Seconds left on the lease of another holder running this very command; 0
-        when none does."""
+    async def holder(self) -> ProjectHolder:
+        """Who holds the project now, as seen from this delivery."""
         holder = await self._bus.project_holder(self.project_id)
         if holder is None:
-            return 0
+            return ProjectHolder(runs_this_message=False, left_s=0)
         token, left_s = holder
-        if token == self._token or token.split(":", 1)[0] != self._token.split(":", 1)[0]:
-            return 0
-        return left_s
+        delivery = self._token.split(":", 2)[:2]
+        return ProjectHolder(
+            runs_this_message=token != self._token and token.split(":", 2)[:2] == delivery,
+            left_s=left_s,
+        )
 
     async def keep(self, on_lost: Callable[[str], None]) -> None:
         while True:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import trio
@@ -151,9 +152,14 @@ async def test_redelivered_command_that_already_exited_is_not_run_again(
     assert aws.files("dup")["runs.log"] == b"run\n"
 
 
+def outcomes(caplog) -> list[str]:
+    return [record.outcome for record in caplog.records if hasattr(record, "outcome")]
+
+
 async def test_a_second_delivery_of_a_running_command_is_left_to_its_worker(
-    aws, redis_server, redis_client, tmp_path
+    aws, redis_server, redis_client, tmp_path, caplog
 ):
+    caplog.set_level(logging.INFO, logger="runtime")
     aws.send({"projectId": "twice", "terminalId": "t", "commandId": "c1",
               "command": "echo run >> runs.log; echo ready; read -r _"})
     # A receipt of the message's own, with which it is made visible again while its
@@ -162,7 +168,7 @@ async def test_a_second_delivery_of_a_running_command_is_left_to_its_worker(
     receipt = early["Messages"][0]["ReceiptHandle"]
     # A lease long enough that the running command's heartbeat does not hide the
     # message again before the worker receives it a second time.
-    env = aws.worker_env(redis_server.url, tmp_path, LEASE_SECONDS=30, WORKER_CONCURRENCY=2)
+    env = aws.worker_env(redis_server.url, tmp_path, LEASE_SECONDS=90, WORKER_CONCURRENCY=2)
     async with running_worker(env) as worker:
         await wait_for_events(redis_client, "twice", "t", lambda ev: "ready" in output_text(ev))
         aws.sqs.change_message_visibility(QueueUrl=aws.queue_url, ReceiptHandle=receipt,
@@ -174,6 +180,7 @@ async def test_a_second_delivery_of_a_running_command_is_left_to_its_worker(
         )
         events = await wait_for_events(redis_client, "twice", "t", has_exit())
         await wait_until(lambda: aws.queue_counts() == (0, 0))
+    assert outcomes(caplog) == ["left_to_holder", "finished"]
     assert [(e["type"], e.get("code")) for e in events if e["type"] != "output"] == [
         ("started", None), ("exit", None)]
     assert events[-1]["exitCode"] == 0
@@ -181,17 +188,23 @@ async def test_a_second_delivery_of_a_running_command_is_left_to_its_worker(
 
 
 async def test_a_delivery_left_to_a_dead_workers_hold_runs_once_the_hold_ends(
-    aws, redis_server, redis_client, tmp_path
+    aws, redis_server, redis_client, tmp_path, caplog
 ):
-    # The project held for this command by a worker that died: its hold ends in 2 s.
-    redis_client.set(keys.project_lease("orphan"), "c1:dead-worker:0", px=2000)
-    aws.send({"projectId": "orphan", "terminalId": "t", "commandId": "c1",
-              "command": "echo ran"})
+    caplog.set_level(logging.INFO, logger="runtime")
     # A lease far longer than the wait: the message must come back with the hold's end.
     env = aws.worker_env(redis_server.url, tmp_path, LEASE_SECONDS=300)
-    async with running_worker(env) as worker:
+    async with running_worker(env):
+        # Delayed, so that the hold below is in place before the message can be seen.
+        message_id = aws.sqs.send_message(QueueUrl=aws.queue_url, DelaySeconds=1,
+                                          MessageBody=json.dumps(
+            {"projectId": "orphan", "terminalId": "t", "commandId": "c1",
+             "command": "echo ran"}))["MessageId"]
+        # The project held for this very message by a worker that died: its hold ends
+        # in 5 s.
+        redis_client.set(keys.project_lease("orphan"), f"c1:{message_id}:dead-worker:0",
+                         px=5000)
         events = await wait_for_events(redis_client, "orphan", "t", has_exit())
-    assert worker.handled == 2
+    assert outcomes(caplog) == ["left_to_holder", "finished"]
     assert [e["type"] for e in events if e["type"] != "output"] == ["started", "exit"]
     assert output_text(events).strip() == "ran"
 

@@ -116,6 +116,17 @@ def test_the_workers_user_cannot_reach_beyond_its_keys_and_channels(acl_redis, c
     assert refused(urls["worker"], *command)
 
 
+def test_the_workers_user_can_see_who_holds_a_project_and_for_how_long(acl_redis):
+    # Only a second delivery of a running command asks, so the first test never does.
+    _, urls = acl_redis
+    worker = redis.Redis.from_url(urls["worker"])
+    pipe = worker.pipeline(transaction=True)
+    pipe.get(keys.project_lease("p"))
+    pipe.pttl(keys.project_lease("p"))
+    assert pipe.execute() == [None, -2]
+    worker.close()
+
+
 def test_a_script_the_workers_user_loads_runs_under_its_rules(acl_redis):
     _, urls = acl_redis
     worker = redis.Redis.from_url(urls["worker"])
