@@ -64,9 +64,12 @@ def summary_rows(results: dict[str, dict]) -> list[list[str]]:
                      f"small p50 {thread['smallP50Us']} us", "-", "-"])
     r = results.get("dispatch")
     if r and "failed" not in r:
-        rows.append([f"warm dispatch ({r['ours']['commands']} commands)",
-                     f"p50 {r['ours']['p50Ms']:.0f} ms, p99 {r['ours']['p99Ms']:.0f} ms", "-",
-                     "p50 <= 50 ms", yes(all(r["meets"].values()))])
+        for figures, target, met in ((r["ours"], "p50 <= 50 ms", yes(all(r["meets"].values()))),
+                                     (r["largeProject"], "-", "-")):
+            rows.append([f"warm dispatch ({figures['commands']} commands, "
+                         f"{figures['projectFiles']:,}-file project)",
+                         f"p50 {figures['p50Ms']:.0f} ms, p99 {figures['p99Ms']:.0f} ms", "-",
+                         target, met])
     r = results.get("sync")
     if r and "failed" not in r:
         for emulator, result in r["emulators"].items():

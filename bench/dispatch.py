@@ -5,31 +5,39 @@ files are in the workspace, so the sync before each command finds nothing to fet
 Each sample is one command, ``echo ready``, waited for to its ``exit`` before the next:
 commands of one project never overlap. There is no peer: terminado runs no queue.
 
+The target's row is a small project (the 3-file sample). The same is measured again
+with a project of the sync row's size (2,000 files, 31 MB), where the sync before and
+after each command, though it transfers nothing, has every file to look at.
+
     python -m bench.dispatch [--quick] [--commands 50] [--profile DIR]
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import trio
 
 from bench.common import ROOT, Stack, arguments, percentile, receive_frame, report
+from bench.sync import make_project
 
-PROJECT = "bench"
 SAMPLE_PROJECT = ROOT / "dev" / "sample-project"
+LARGE_PROJECT_FILES = 2000
 WARM_UP_COMMANDS = 2
 TARGET_P50_MS = 50
 
 
-def upload_sample(stack: Stack) -> int:
+def upload(stack: Stack, project: str, folder: Path) -> int:
     s3 = stack.client("s3")
     count = 0
-    for path in sorted(SAMPLE_PROJECT.rglob("*")):
+    for path in sorted(folder.rglob("*")):
         if path.is_file():
             s3.upload_file(str(path), stack.bucket,
-                           f"projects/{PROJECT}/{path.relative_to(SAMPLE_PROJECT).as_posix()}")
+                           f"projects/{project}/{path.relative_to(folder).as_posix()}")
             count += 1
     return count
 
@@ -49,16 +57,14 @@ async def run_command(ws) -> tuple[float, float]:
             raise RuntimeError(f"the command failed: {frame}")
 
 
-async def measure(commands: int, profile: str | None) -> dict:
-    with Stack(profile=profile) as stack:
-        files = upload_sample(stack)
-        firsts, exits = [], []
-        async with stack.open_terminal(PROJECT, "dispatch") as ws:
-            for index in range(WARM_UP_COMMANDS + commands):
-                first, done = await run_command(ws)
-                if index >= WARM_UP_COMMANDS:
-                    firsts.append(1000 * first)
-                    exits.append(1000 * done)
+async def time_commands(stack: Stack, project: str, files: int, commands: int) -> dict:
+    firsts, exits = [], []
+    async with stack.open_terminal(project, "dispatch") as ws:
+        for index in range(WARM_UP_COMMANDS + commands):
+            first, done = await run_command(ws)
+            if index >= WARM_UP_COMMANDS:
+                firsts.append(1000 * first)
+                exits.append(1000 * done)
     return {
         "commands": commands, "projectFiles": files,
         "p50Ms": round(percentile(firsts, 0.5), 1), "p99Ms": round(percentile(firsts, 0.99), 1),
@@ -67,21 +73,38 @@ async def measure(commands: int, profile: str | None) -> dict:
     }
 
 
+async def measure(commands: int, large_files: int, profile: str | None) -> tuple[dict, dict]:
+    with Stack(profile=profile) as stack:
+        small = await time_commands(stack, "sample", upload(stack, "sample", SAMPLE_PROJECT),
+                                    commands)
+        folder = Path(tempfile.mkdtemp(prefix="cloudide-bench-dispatch-"))
+        try:
+            make_project(folder, large_files)
+            files = upload(stack, "large", folder)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        large = await time_commands(stack, "large", files, commands)
+    return small, large
+
+
 def main() -> None:
     args = arguments(__doc__.splitlines()[0], lambda parser: parser.add_argument(
         "--commands", type=int, default=50, help="commands timed (50)"))
     commands = 3 if args.quick else args.commands
-    figures = trio.run(measure, commands, args.profile)
-    rows = [["", "p50 ms", "p99 ms"],
-            ["ours: frame to first output byte", f"{figures['p50Ms']:.1f}",
-             f"{figures['p99Ms']:.1f}"],
-            ["ours: frame to exit event", f"{figures['exitP50Ms']:.1f}",
-             f"{figures['exitP99Ms']:.1f}"]]
+    small, large = trio.run(measure, commands, 40 if args.quick else LARGE_PROJECT_FILES,
+                            args.profile)
+    rows = [["", "p50 ms", "p99 ms"]]
+    for figures in (small, large):
+        project = f"{figures['projectFiles']:,}-file project"
+        rows += [[f"ours, {project}: frame to first output byte", f"{figures['p50Ms']:.1f}",
+                  f"{figures['p99Ms']:.1f}"],
+                 [f"ours, {project}: frame to exit event", f"{figures['exitP50Ms']:.1f}",
+                  f"{figures['exitP99Ms']:.1f}"]]
     report("warm dispatch", rows, {
-        "bench": "dispatch", "quick": args.quick, "ours": figures,
-        "meets": {"p50": figures["p50Ms"] <= TARGET_P50_MS},
-    }, [f"{commands} commands of a cached {figures['projectFiles']}-file project on a warm "
-        f"worker (target: p50 <= {TARGET_P50_MS} ms); no peer"])
+        "bench": "dispatch", "quick": args.quick, "ours": small, "largeProject": large,
+        "meets": {"p50": small["p50Ms"] <= TARGET_P50_MS},
+    }, [f"{commands} commands of each cached project on a warm worker (target, for the "
+        f"small one: p50 <= {TARGET_P50_MS} ms); no peer"])
 
 
 if __name__ == "__main__":
