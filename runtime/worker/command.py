@@ -197,9 +197,12 @@ class CommandRun:
             # The queue delivers a message group (the project) one message at a time.
             await self._run(nursery)
             return
-        lease = ProjectLease.for_delivery(
-            self._bus, self.command.project_id, self.command.command_id,
-            self.message.message_id, self._settings.worker_id, self._settings.lease,
+        # Neither a command id (see contract.messages) nor an SQS message id holds a
+        # colon, so no other delivery's name starts with this one.
+        lease = ProjectLease(
+            self._bus, self.command.project_id,
+            f"{self.command.command_id}:{self.message.message_id}",
+            self._settings.worker_id, self._settings.lease,
         )
         acquired = await self._patiently(lease.acquire)
         if acquired is None:

@@ -95,24 +95,18 @@ class ProjectLease:
     another worker took it meanwhile, ``on_lost`` is called, since two commands of one
     project must never run together.
 
-    The holder's token starts with the command it runs and the message it came in, so
-    that a second delivery of that message can be told apart from anything else that
-    waits for the project.
+    Its token starts with the delivery (command and message) it was taken for, so that
+    a second delivery of that message can be told apart from anything else that waits
+    for the project.
     """
 
-    def __init__(self, bus: TerminalBus, project_id: str, token: str, policy: LeasePolicy):
+    def __init__(self, bus: TerminalBus, project_id: str, delivery: str, holder: str,
+                 policy: LeasePolicy):
         self._bus = bus
         self.project_id = project_id
-        self._token = token
+        self._delivery = f"{delivery}:"
+        self._token = f"{delivery}:{holder}:{secrets.token_hex(8)}"
         self._policy = policy
-
-    @classmethod
-    def for_delivery(cls, bus: TerminalBus, project_id: str, command_id: str,
-                     message_id: str, holder: str, policy: LeasePolicy) -> ProjectLease:
-        # Neither a command id (see contract.messages) nor an SQS message id holds a
-        # colon, so the two end at the first two.
-        token = f"{command_id}:{message_id}:{holder}:{secrets.token_hex(8)}"
-        return cls(bus, project_id, token, policy)
 
     async def acquire(self) -> bool:
         return await self._bus.acquire_project(self.project_id, self._token, self._policy.lease_s)
@@ -123,9 +117,8 @@ class ProjectLease:
         if holder is None:
             return ProjectHolder(runs_this_message=False, left_s=0)
         token, left_s = holder
-        delivery = self._token.split(":", 2)[:2]
         return ProjectHolder(
-            runs_this_message=token != self._token and token.split(":", 2)[:2] == delivery,
+            runs_this_message=token != self._token and token.startswith(self._delivery),
             left_s=left_s,
         )
 

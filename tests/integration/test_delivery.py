@@ -8,7 +8,10 @@ import logging
 import pytest
 import trio
 
+from runtime.bus.terminal_bus import TerminalBus
 from runtime.contract import keys
+from runtime.policy.visibility import LeasePolicy
+from runtime.worker.heartbeat import ProjectLease
 from tests.conftest import AwsResources
 from tests.integration.harness import (
     has_exit,
@@ -201,8 +204,11 @@ async def test_a_delivery_left_to_a_dead_workers_hold_runs_once_the_hold_ends(
              "command": "echo ran"}))["MessageId"]
         # The project held for this very message by a worker that died: its hold ends
         # in 5 s.
-        redis_client.set(keys.project_lease("orphan"), f"c1:{message_id}:dead-worker:0",
-                         px=5000)
+        bus = TerminalBus(redis_server.url)
+        dead = ProjectLease(bus, "orphan", f"c1:{message_id}", "dead-worker",
+                            LeasePolicy(lease_s=5, extend_every_s=1))
+        assert await dead.acquire()
+        await bus.aclose()
         events = await wait_for_events(redis_client, "orphan", "t", has_exit())
     assert outcomes(caplog) == ["left_to_holder", "finished"]
     assert [e["type"] for e in events if e["type"] != "output"] == ["started", "exit"]

@@ -175,7 +175,7 @@ async def test_project_lease_that_lapsed_is_taken_again(autojump_clock):
     bus = LeaseBus(renewals=[True, False, True], acquisitions=[True])
     lost = []
     with trio.move_on_after(65):
-        await ProjectLease(bus, "p", "me", LeasePolicy(60, 20)).keep(lost.append)
+        await ProjectLease(bus, "p", "c1:m1", "me", LeasePolicy(60, 20)).keep(lost.append)
     assert lost == []
     assert bus.renewals == []
 
@@ -184,5 +184,5 @@ async def test_project_lease_taken_by_another_worker_is_reported_lost(autojump_c
     bus = LeaseBus(renewals=[True, False], acquisitions=[False])
     lost = []
     with trio.move_on_after(1000):
-        await ProjectLease(bus, "p", "me", LeasePolicy(60, 20)).keep(lost.append)
+        await ProjectLease(bus, "p", "c1:m1", "me", LeasePolicy(60, 20)).keep(lost.append)
     assert lost == ["project p was taken over by another worker"]
