@@ -1,11 +1,20 @@
-"""The shortcut our AWS clients take when parsing timestamps gives what botocore gives."""
+"""Our AWS clients parse timestamps with a shortcut, which gives what botocore gives."""
 
 from __future__ import annotations
+
+from datetime import UTC
 
 import pytest
 from botocore.utils import parse_timestamp
 
-from runtime.aws.clients import parse_timestamp_quickly
+from runtime.aws.clients import make_client, parse_timestamp_quickly
+
+
+def test_a_listing_read_by_our_client_takes_the_shortcut(aws):
+    aws.put_file("p", "a.txt", b"a")
+    listing = make_client("s3", endpoint_url=aws.endpoint).list_objects_v2(Bucket=aws.bucket)
+    # The standard library's parser gives its own UTC; botocore's gives dateutil's.
+    assert listing["Contents"][0]["LastModified"].tzinfo is UTC
 
 
 @pytest.mark.parametrize("value", [
