@@ -22,24 +22,13 @@ from pathlib import Path
 
 import trio
 
-from bench.common import ROOT, Stack, arguments, percentile, receive_frame, report
+from bench.common import Stack, arguments, percentile, receive_frame, report
 from bench.sync import make_project
+from dev.system import SAMPLE_PROJECT, upload_project
 
-SAMPLE_PROJECT = ROOT / "dev" / "sample-project"
 LARGE_PROJECT_FILES = 2000
 WARM_UP_COMMANDS = 2
 TARGET_P50_MS = 50
-
-
-def upload(stack: Stack, project: str, folder: Path) -> int:
-    s3 = stack.client("s3")
-    count = 0
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            s3.upload_file(str(path), stack.bucket,
-                           f"projects/{project}/{path.relative_to(folder).as_posix()}")
-            count += 1
-    return count
 
 
 async def run_command(ws) -> tuple[float, float]:
@@ -75,12 +64,12 @@ async def time_commands(stack: Stack, project: str, files: int, commands: int) -
 
 async def measure(commands: int, large_files: int, profile: str | None) -> tuple[dict, dict]:
     with Stack(profile=profile) as stack:
-        small = await time_commands(stack, "sample", upload(stack, "sample", SAMPLE_PROJECT),
-                                    commands)
+        files = upload_project(stack.client("s3"), stack.bucket, "sample", SAMPLE_PROJECT)
+        small = await time_commands(stack, "sample", files, commands)
         folder = Path(tempfile.mkdtemp(prefix="cloudide-bench-dispatch-"))
         try:
             make_project(folder, large_files)
-            files = upload(stack, "large", folder)
+            files = upload_project(stack.client("s3"), stack.bucket, "large", folder)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         large = await time_commands(stack, "large", files, commands)

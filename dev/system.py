@@ -173,7 +173,7 @@ class LocalSystem:
             self._step(f"Redis at {self.redis_url}")
         self._create_resources()
         self._step(f"queue {self.queue_name} with its dead-letter queue, bucket {self.bucket}")
-        self.upload_project("sample", SAMPLE_PROJECT)
+        upload_project(self.client("s3"), self.bucket, "sample", SAMPLE_PROJECT)
         self._step("sample project uploaded as project 'sample'")
         self._spawn("scaler", [sys.executable, "-m", "scaler"], self.environment())
         self._step(f"scaler pid {self._processes['scaler'].pid} launching local workers")
@@ -192,13 +192,6 @@ class LocalSystem:
         self.queue_url, self.dead_letter_url = create_command_queue(
             self.client("sqs"), self.queue_name)
         self.client("s3").create_bucket(Bucket=self.bucket)
-
-    def upload_project(self, project: str, folder: Path) -> None:
-        s3 = self.client("s3")
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                s3.upload_file(str(path), self.bucket,
-                               f"projects/{project}/{path.relative_to(folder).as_posix()}")
 
     def environment(self) -> dict[str, str]:
         """What the scaler runs with; its local workers inherit it."""
@@ -361,6 +354,17 @@ def still_running(snapshot: dict[int, str]) -> list[int]:
             if fields[19] == started and fields[0] != "Z":
                 running.append(pid)
     return running
+
+
+def upload_project(s3, bucket: str, project: str, folder: Path) -> int:
+    """Put every file under ``folder`` into the project's keys; return how many."""
+    count = 0
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            s3.upload_file(str(path), bucket,
+                           f"projects/{project}/{path.relative_to(folder).as_posix()}")
+            count += 1
+    return count
 
 
 def kill_if_same(pid: int, started: str) -> None:
